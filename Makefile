@@ -1,0 +1,27 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+# torch is pinned to the CPU wheel first: a bare `torch` requirement would pull a multi-GB CUDA build.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_CPU ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test benchmark clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_CPU)
+	$(PY) -m pip install -q -e ".[dwave,zoo,lightning,dev]"
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/captum-qubo demo --out out/demo
+
+test: install
+	$(PY) -m pytest -n 2 -q
+
+clean:
+	rm -rf $(VENV) out build *.egg-info
