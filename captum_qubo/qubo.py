@@ -1,0 +1,199 @@
+"""The per-prediction QUBO over "keep feature map p?" (METHOD.md §1).
+
+Energy over n ∈ {0,1}^d, minimised::
+
+    E(n) = (1 − β) · ½ Σ_{p,q} J_pq n_p n_q − β Σ_p h_p n_p          (unconstrained)
+    E(n) + λ (Σ_p n_p − K)²                                           (k_hot)
+
+We use the ½ convention: each unordered pair {p, q} contributes (1 − β) J_pq once.
+
+Variables are the d maps with positive importance α (the pre-filter); variable ``p`` is
+feature map ``kept[p]`` of the layer. Bit ``p`` of an integer state index is variable ``p``
+(little-endian), the convention shared with :mod:`captum_qubo.exact` and the annealing simulator.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import dimod
+import numpy as np
+
+FORMULATIONS = ("unconstrained", "k_hot")
+
+
+@dataclass(frozen=True)
+class FeatureMapQubo:
+    """A QUBO over the positively-important feature maps of one prediction.
+
+    Attributes:
+        linear: (d,) coefficient of n_p in the energy (penalty included for k_hot).
+        quadratic: (d, d) symmetric, zero diagonal; each pair p<q contributes
+            ``quadratic[p, q] * n_p * n_q`` once.
+        offset: constant energy term (λK² for k_hot, else 0).
+        kept: (d,) indices of the layer's channels that the variables stand for.
+        h: (d,) normalised importance α_p / max α.
+        J: (d, d) |cosine similarity| between the kept maps, zero diagonal.
+        beta: reward/redundancy trade-off β.
+        formulation: ``"unconstrained"`` or ``"k_hot"``.
+        k: the exact cardinality for k_hot, else None.
+        penalty: λ for k_hot (from :func:`k_hot_penalty`), else 0.
+    """
+
+    linear: np.ndarray
+    quadratic: np.ndarray
+    offset: float
+    kept: np.ndarray
+    h: np.ndarray
+    J: np.ndarray
+    beta: float
+    formulation: str
+    k: Optional[int]
+    penalty: float
+
+    @property
+    def num_variables(self) -> int:
+        return int(self.linear.shape[0])
+
+    def energies(self, states: np.ndarray) -> np.ndarray:
+        """Energies of many bitstrings at once.
+
+        Args:
+            states: (m, d) or (d,) array of 0/1.
+
+        Returns:
+            (m,) float64 energies (a scalar array for a single state).
+        """
+        n = np.asarray(states, dtype=np.float64)
+        if n.shape[-1] != self.num_variables:
+            raise ValueError(
+                f"states have {n.shape[-1]} variables but the QUBO has {self.num_variables}"
+            )
+        # ½ nᵀQn counts each pair once because Q is symmetric with zero diagonal.
+        return n @ self.linear + 0.5 * np.einsum("...p,...p->...", n @ self.quadratic, n) + self.offset
+
+    def to_bqm(self) -> dimod.BinaryQuadraticModel:
+        """The same energy as a ``dimod.BinaryQuadraticModel`` with variables 0..d-1."""
+        rows, cols = np.triu_indices(self.num_variables, k=1)
+        values = self.quadratic[rows, cols]
+        nonzero = values != 0
+        return dimod.BinaryQuadraticModel.from_numpy_vectors(
+            self.linear, (rows[nonzero], cols[nonzero], values[nonzero]), self.offset, dimod.BINARY
+        )
+
+    def selected_channels(self, state: np.ndarray) -> np.ndarray:
+        """Layer channel indices of the maps a bitstring keeps."""
+        return self.kept[np.asarray(state, dtype=bool)]
+
+
+def abs_cosine_similarity(feature_maps: np.ndarray) -> np.ndarray:
+    """|cos| between flattened maps, zero diagonal; an all-zero map is similar to nothing.
+
+    Args:
+        feature_maps: (d, H, W) or (d, HW).
+
+    Returns:
+        (d, d) float64 matrix in [0, 1].
+    """
+    flat = np.asarray(feature_maps, dtype=np.float64).reshape(len(feature_maps), -1)
+    norms = np.linalg.norm(flat, axis=1)
+    unit = np.divide(flat, norms[:, None], out=np.zeros_like(flat), where=norms[:, None] > 0)
+    similarity = np.clip(np.abs(unit @ unit.T), 0.0, 1.0)
+    np.fill_diagonal(similarity, 0.0)
+    return similarity
+
+
+def k_hot_penalty(h: np.ndarray, J: np.ndarray, beta: float, margin: float = 0.1) -> float:
+    """λ large enough that every minimiser of E + λ(Σn − K)² is K-hot.
+
+    Flipping one bit p changes E by −β h_p + (1−β) Σ_{q∈n} J_pq (adding) or its negative
+    (removing), so |ΔE| ≤ Δ := max_p max(β h_p, (1−β) Σ_q J_pq − β h_p). A state with
+    |n| = K ± t (t ≥ 1) reaches a K-hot state in t flips, so its energy exceeds that K-hot
+    state's by at least λt² − tΔ > 0 whenever λ > Δ. We return (1 + margin)·Δ, plus a tiny
+    floor so the penalty is positive even for a degenerate all-zero problem.
+
+    Args:
+        h: (d,) linear rewards (≥ 0).
+        J: (d, d) non-negative redundancies, zero diagonal.
+        beta: β in [0, 1].
+        margin: relative slack above the bound (must be > 0 so the inequality is strict).
+
+    Returns:
+        λ as a float.
+    """
+    if margin <= 0:
+        raise ValueError("margin must be > 0: λ must strictly exceed the flip bound")
+    reward = beta * np.asarray(h, dtype=np.float64)
+    redundancy = (1.0 - beta) * np.asarray(J, dtype=np.float64).sum(axis=1)
+    flip_bound = float(np.max(np.maximum(reward, redundancy - reward), initial=0.0))
+    return (1.0 + margin) * flip_bound + 1e-9
+
+
+def build_feature_map_qubo(
+    importance: np.ndarray,
+    feature_maps: np.ndarray,
+    beta: float = 0.7,
+    formulation: str = "unconstrained",
+    k: Optional[int] = None,
+) -> FeatureMapQubo:
+    """Build the QUBO of METHOD.md §1 for one prediction.
+
+    Args:
+        importance: (C,) per-map importance α (Grad-CAM weights).
+        feature_maps: (C, H, W) the layer's activations for the sample.
+        beta: β ∈ [0, 1]; 0.7 in all of the authors' experiments.
+        formulation: ``"unconstrained"`` (selection size emerges) or ``"k_hot"`` (exactly k maps).
+        k: the cardinality for ``k_hot``; must satisfy 1 ≤ k ≤ d (d = maps with α > 0).
+
+    Returns:
+        A :class:`FeatureMapQubo`. It has d = 0 variables when no map has positive importance.
+    """
+    alpha = np.asarray(importance, dtype=np.float64).reshape(-1)
+    maps = np.asarray(feature_maps, dtype=np.float64)
+    if maps.ndim != 3 or maps.shape[0] != alpha.shape[0]:
+        raise ValueError(
+            f"feature_maps must be (C, H, W) with C = len(importance) = {alpha.shape[0]}, got {maps.shape}"
+        )
+    if not np.all(np.isfinite(alpha)) or not np.all(np.isfinite(maps)):
+        raise ValueError("importance and feature maps must be finite (found NaN or inf); check the inputs")
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta must lie in [0, 1], got {beta}")
+    if formulation not in FORMULATIONS:
+        raise ValueError(f"formulation must be one of {FORMULATIONS}, got {formulation!r}")
+
+    kept = np.flatnonzero(alpha > 0)
+    d = kept.size
+    h = alpha[kept] / alpha[kept].max() if d else np.zeros(0)
+    J = abs_cosine_similarity(maps[kept]) if d else np.zeros((0, 0))
+    linear = -beta * h
+    quadratic = (1.0 - beta) * J
+    offset, penalty = 0.0, 0.0
+
+    if formulation == "k_hot":
+        if k is None:
+            raise ValueError("formulation='k_hot' needs k (the number of maps to select)")
+        if d and not 1 <= k <= d:
+            raise ValueError(
+                f"k={k} but only {d} maps have positive importance; choose 1 <= k <= {d} "
+                "or use formulation='unconstrained'"
+            )
+        penalty = k_hot_penalty(h, J, beta)
+        # λ(Σn − K)² = λ Σ_p n_p (1 − 2K) + λ Σ_{p≠q} n_p n_q + λK²   (n_p² = n_p)
+        linear = linear + penalty * (1.0 - 2.0 * k)
+        quadratic = quadratic + 2.0 * penalty * (1.0 - np.eye(d))
+        offset = penalty * k * k
+    elif k is not None:
+        raise ValueError("k is only used by formulation='k_hot'; drop k or switch formulation")
+
+    return FeatureMapQubo(
+        linear=linear,
+        quadratic=quadratic,
+        offset=float(offset),
+        kept=kept,
+        h=h,
+        J=J,
+        beta=float(beta),
+        formulation=formulation,
+        k=k if formulation == "k_hot" else None,
+        penalty=float(penalty),
+    )
