@@ -46,7 +46,7 @@ def cosine_silhouette_score(embeddings: Tensor, labels: Tensor) -> Tensor:
 
     s(i) = (b − a) / max(a, b) with a the mean distance to the other members of i's class and b the
     smallest mean distance to another class; s(i) = 0 for a class of one. An all-zero vector is at
-    distance 1 from every vector, itself included (as in scikit-learn).
+    distance 1 from every other vector and 0 from itself (as in scikit-learn).
 
     Args:
         embeddings: (N, ...) samples, flattened to (N, D).
@@ -61,11 +61,13 @@ def cosine_silhouette_score(embeddings: Tensor, labels: Tensor) -> Tensor:
     cluster_sums = torch.zeros(sizes.numel(), data.shape[1], dtype=data.dtype, device=data.device)
     cluster_sums.index_add_(0, cluster, unit)
     sizes = sizes.to(data)
-    # Σ_{j in cluster k} (1 − u_i·u_j) = n_k − u_i·S_k, the i = j term included (0 for a unit vector).
+    # Σ_{j in cluster k} (1 − u_i·u_j) = n_k − u_i·S_k; that sum includes j = i, whose term
+    # 1 − |u_i|² is 0 for a unit vector but 1 for a zero vector, so it is taken out of the own cluster.
     distance_sums = sizes[None, :] - unit @ cluster_sums.T
     own = torch.nn.functional.one_hot(cluster, sizes.numel()).bool()
     own_size = sizes[cluster]
-    intra = distance_sums[own] / (own_size - 1).clamp_min(1)
+    self_distance = 1.0 - (unit * unit).sum(dim=1)
+    intra = (distance_sums[own] - self_distance) / (own_size - 1).clamp_min(1)
     inter = (distance_sums / sizes[None, :]).masked_fill(own, float("inf")).min(dim=1).values
     denominator = torch.maximum(intra, inter)
     silhouette = torch.where(denominator > 0, (inter - intra) / denominator.clamp_min(1e-300), torch.zeros_like(intra))
