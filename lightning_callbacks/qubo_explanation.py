@@ -1,0 +1,274 @@
+"""QuboExplanationCallback: explain a fixed set of validation samples every n epochs and log how well
+the explanations disentangle the classes, through torchmetrics and ``pl_module.log``.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+
+import pytorch_lightning as pl
+import torch
+from captum.attr import LayerActivation, LayerAttribution
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.utilities import rank_zero_warn
+from pytorch_lightning.utilities.model_helpers import is_overridden
+from torch import Tensor
+from torch.nn import Module, ModuleDict
+
+from captum_qubo.attribution import QuboFeatureMapAttribution, explanation_map
+from captum_qubo.baselines import LayerGradCamWithWeights
+from captum_qubo.metrics import channel_sets_to_mask, masked_confidences, top_k_mask
+from captum_qubo.samplers import check_sampler_ready
+from lightning_callbacks.explanation_metrics import METRIC_NAMES, ExplanationMetrics
+from lightning_callbacks.figures import disentanglement_figure, log_figures, overlay_grid, takes_images
+from lightning_callbacks.isolation import explanation_context, preserved_random_state
+from lightning_callbacks.layer_lookup import layer_name
+from lightning_callbacks.validation_samples import (
+    UnpackBatch,
+    dataset_labels,
+    inputs_and_labels,
+    load_samples,
+    rank_share,
+    stratified_indices,
+    validation_dataloader,
+)
+
+QUBO, BASELINE = "qubo", "gradcam_topk"
+TARGETS = ("label", "prediction")
+
+
+class QuboExplanationCallback(Callback):
+    r"""Explains the same validation samples at the end of every n-th validation epoch and logs the result.
+
+    Per explained epoch it runs :class:`~captum_qubo.attribution.QuboFeatureMapAttribution` on a fixed,
+    class-stratified, seeded subset of the validation set and logs, through ``pl_module.log`` (so every
+    Lightning logger gets them), under ``{prefix}qubo/``: ``bc_mean_off_diagonal`` and
+    ``bc_max_off_diagonal`` (class disentanglement, lower is better), ``average_drop`` (%, lower is
+    better), ``increase_in_confidence`` (%, higher is better), ``mean_selected_maps``,
+    ``mean_solve_seconds`` and ``num_samples``. With ``baseline=True`` the same metrics (no solve time)
+    go under ``{prefix}gradcam_topk/`` for Grad-CAM restricted to its top-K maps, K = the QUBO's
+    selection size per sample, explained with the same map formula. TensorBoard and W&B-style loggers
+    also get an overlay grid and the class x class BC matrices (rank zero only).
+
+    Training is unaffected: the model is explained in eval mode with gradients taken by
+    ``torch.autograd.grad`` (no parameter ``.grad`` touched), in the parameters' precision with autocast
+    off (float32 under ``*-mixed`` precision), outside ``torch.inference_mode``; module modes and the
+    torch, numpy and Python random streams are restored and Captum removes its hooks.
+
+    Samples come from the *dataset* of validation dataloader ``dataloader_idx`` (default the first),
+    read by index with that dataloader's ``collate_fn``, so ``limit_val_batches`` and distributed
+    samplers do not change them. Under DDP each rank explains every ``world_size``-th sample and the
+    metric states are summed across ranks, so logged values equal a single process's.
+
+    Args:
+        layer (str or nn.Module): the convolutional layer to explain, as a dotted name inside the
+                    LightningModule (e.g. ``"model.reduce"``) or the module itself.
+        num_samples (int): how many validation samples to explain (fewer if the set is smaller).
+        every_n_epochs (int): explain when ``(current_epoch + 1) % every_n_epochs == 0``.
+        sampler, sampler_kwargs, formulation, k, beta, max_variables: as for
+                    :class:`~captum_qubo.attribution.QuboFeatureMapAttribution`.
+        seed (int): seeds both the choice of samples and the sampler.
+        target (str): explain the true ``"label"`` (default) or the model's ``"prediction"``; the
+                    explained class is also the class the disentanglement groups by.
+        baseline (bool): also log Grad-CAM top-K on the same samples.
+        dataloader_idx (int): which validation dataloader's dataset to draw from.
+        num_images (int): samples shown in the overlay grid (0: no overlay grid).
+        log_images (bool): send figures to loggers that take images.
+        class_names (list[str], optional): tick labels of the BC matrix figure.
+        unpack_batch (Callable): maps a collated batch to ``(inputs, labels)``; default ``batch[0], batch[1]``.
+        prefix (str): prefix of the logged names.
+    """
+
+    def __init__(
+        self,
+        layer: Union[str, Module],
+        num_samples: int = 64,
+        every_n_epochs: int = 1,
+        sampler: Any = "sa",
+        sampler_kwargs: Optional[dict] = None,
+        formulation: str = "unconstrained",
+        k: Optional[int] = None,
+        beta: float = 0.7,
+        seed: int = 0,
+        max_variables: Optional[int] = None,
+        target: str = "label",
+        baseline: bool = True,
+        dataloader_idx: int = 0,
+        num_images: int = 8,
+        log_images: bool = True,
+        class_names: Optional[Sequence[str]] = None,
+        unpack_batch: UnpackBatch = inputs_and_labels,
+        prefix: str = "explain/",
+    ) -> None:
+        for name, value, low in (("num_samples", num_samples, 1), ("every_n_epochs", every_n_epochs, 1),
+                                 ("dataloader_idx", dataloader_idx, 0), ("num_images", num_images, 0)):
+            if not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+        self.layer = layer
+        self.num_samples = num_samples
+        self.every_n_epochs = every_n_epochs
+        self.attribution_options = dict(sampler=sampler, sampler_kwargs=sampler_kwargs, formulation=formulation,
+                                        k=k, beta=beta, seed=seed, max_variables=max_variables)
+        self.seed = seed
+        self.target = target
+        self.baseline = baseline
+        self.dataloader_idx = dataloader_idx
+        self.num_images = num_images
+        self.log_images = log_images
+        self.class_names = list(class_names) if class_names is not None else None
+        self.unpack_batch = unpack_batch
+        self.prefix = prefix
+        self.sample_indices: Optional[List[int]] = None
+        self.history: List[Dict[str, float]] = []
+        self._layer_name: Optional[str] = None
+        self._dataset: Optional[torch.utils.data.Dataset] = None
+        self._collate: Optional[Callable] = None
+        self._samples: Optional[tuple] = None
+        self._attribution: Optional[QuboFeatureMapAttribution] = None
+        self._metrics: Optional[ModuleDict] = None
+
+    @property
+    def state_key(self) -> str:
+        layer = self.layer if isinstance(self.layer, str) else type(self.layer).__name__
+        return self._generate_state_key(layer=layer, num_samples=self.num_samples, seed=self.seed,
+                                        dataloader_idx=self.dataloader_idx)
+
+    def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        """Check everything that could fail later (layer, sampler, validation data), choose the samples, dry-run."""
+        if stage not in ("fit", "validate"):
+            return
+        self._layer_name = layer_name(pl_module, self.layer)
+        check_sampler_ready(self.attribution_options["sampler"])
+        if not is_overridden("validation_step", pl_module):
+            raise ValueError(
+                f"{type(pl_module).__name__} defines no validation_step, so Lightning never runs validation "
+                "and QuboExplanationCallback (which explains at the end of validation epochs) would do nothing"
+            )
+        if stage == "fit" and trainer.limit_val_batches == 0:
+            raise ValueError(
+                "limit_val_batches=0 disables validation, so QuboExplanationCallback would never run; "
+                "allow at least one validation batch or remove the callback"
+            )
+        with preserved_random_state():
+            dataloader = validation_dataloader(trainer, stage, self.dataloader_idx)
+            self._dataset, self._collate = dataloader.dataset, dataloader.collate_fn
+            if self.sample_indices is None:
+                self._choose_samples(dataloader)
+        self._samples = None
+        self._attribution = QuboFeatureMapAttribution(
+            pl_module, pl_module.get_submodule(self._layer_name), **self.attribution_options
+        )
+        self._dry_run(pl_module)
+
+    def _choose_samples(self, dataloader: torch.utils.data.DataLoader) -> None:
+        labels = dataset_labels(dataloader, self.unpack_batch)
+        if self.num_samples > labels.size:
+            rank_zero_warn(f"num_samples={self.num_samples} but the validation set has {labels.size} items; "
+                           "explaining all of them")
+        self.sample_indices = stratified_indices(labels, min(self.num_samples, labels.size), self.seed).tolist()
+
+    def _dry_run(self, pl_module: "pl.LightningModule") -> None:
+        """Explain one sample now, so a failing sampler or an unsuitable layer stops the run before training."""
+        with explanation_context(pl_module):
+            inputs, _ = self._inputs_and_labels(pl_module, [0])
+            logits = pl_module(inputs)
+            if logits.ndim != 2:
+                raise ValueError(
+                    f"{type(pl_module).__name__}'s forward must return (batch, num_classes) logits for "
+                    f"QuboExplanationCallback, got shape {tuple(logits.shape)}"
+                )
+            try:
+                self._attribution.attribute(inputs, target=logits.argmax(dim=1))
+            except Exception as error:
+                raise RuntimeError(
+                    f"QuboExplanationCallback could not explain a validation sample at setup "
+                    f"({type(error).__name__}: {error}); fix the sampler or layer before training"
+                ) from error
+            num_channels = self._attribution.last_channel_weights.shape[1]
+        methods = [QUBO, BASELINE] if self.baseline else [QUBO]
+        self._metrics = ModuleDict({m: ExplanationMetrics(logits.shape[1], num_channels, m == QUBO) for m in methods})
+
+    def _inputs_and_labels(self, pl_module: "pl.LightningModule", positions: List[int]) -> tuple:
+        if self._samples is None:
+            self._samples = load_samples(self._dataset, self.sample_indices, self._collate, self.unpack_batch)
+        inputs, labels = self._samples
+        dtype = next((p.dtype for p in pl_module.parameters() if p.is_floating_point()), torch.float32)
+        index = torch.as_tensor(positions, dtype=torch.long)
+        return inputs[index].to(pl_module.device, dtype), labels[index].to(pl_module.device)
+
+    def on_validation_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        if trainer.sanity_checking or self._metrics is None:
+            return
+        if trainer.state.fn == "fit" and (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        positions = rank_share(self.sample_indices, trainer.global_rank, trainer.world_size)
+        self._metrics.to(pl_module.device)
+        with explanation_context(pl_module):
+            shown = self._explain(pl_module, positions) if positions else None
+            values = {method: metrics.compute() for method, metrics in self._metrics.items()}
+        record: Dict[str, float] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        for method, method_values in values.items():
+            for name in METRIC_NAMES:
+                if name in method_values:
+                    key = f"{self.prefix}{method}/{name}"
+                    record[key] = method_values[name]
+                    pl_module.log(key, method_values[name], on_step=False, on_epoch=True, sync_dist=True,
+                                  add_dataloader_idx=False)
+        self.history.append(record)
+        if self.log_images and trainer.is_global_zero and any(takes_images(lg) for lg in trainer.loggers):
+            self._log_figures(trainer, values, shown)
+        for metrics in self._metrics.values():
+            metrics.reset()
+
+    def _explain(self, pl_module: "pl.LightningModule", positions: List[int]) -> Dict[str, Tensor]:
+        """Explain this rank's samples, update the metrics, return the first few inputs and maps for pictures."""
+        inputs, labels = self._inputs_and_labels(pl_module, positions)
+        with torch.no_grad():
+            logits = pl_module(inputs)
+        targets = labels if self.target == "label" else logits.argmax(dim=1)
+        layer_maps = self._attribution.attribute(inputs, target=targets)
+        selections = self._attribution.last_selections
+        selected = channel_sets_to_mask([s.channels for s in selections], self._num_channels()).to(inputs.device)
+        solve_seconds = torch.tensor([s.timings["solve"] for s in selections], dtype=torch.float64)
+        saliency = {QUBO: self._score(pl_module, QUBO, inputs, layer_maps, selected, targets, solve_seconds)}
+        if self.baseline:
+            layer = pl_module.get_submodule(self._layer_name)
+            grad_cam = LayerGradCamWithWeights(pl_module, layer)
+            grad_cam.attribute(inputs, target=targets)
+            weights = grad_cam.last_channel_weights
+            top_k = top_k_mask(weights, selected.sum(dim=1))
+            activations = LayerActivation(pl_module, layer).attribute(inputs)
+            baseline_maps = explanation_map(torch.where(top_k, weights, torch.zeros_like(weights)), activations)
+            saliency[BASELINE] = self._score(pl_module, BASELINE, inputs, baseline_maps, top_k, targets)
+        shown = slice(0, self.num_images)
+        return {"inputs": inputs[shown], "classes": targets[shown], **{m: s[shown] for m, s in saliency.items()}}
+
+    def _score(self, pl_module, method, inputs, layer_maps, selected, targets, solve_seconds=None) -> Tensor:
+        """Upsample a method's maps, score them (Average Drop, Increase in Confidence) and update its metrics."""
+        saliency = LayerAttribution.interpolate(layer_maps, inputs.shape[2:], "bilinear").clamp(0.0, 1.0)
+        base_scores, masked_scores = masked_confidences(lambda x: pl_module(x).double(), inputs, saliency, targets)
+        self._metrics[method].update(selected, targets, base_scores, masked_scores, solve_seconds)
+        return saliency.detach()
+
+    def _num_channels(self) -> int:
+        return self._metrics[QUBO].disentanglement.num_channels
+
+    def _log_figures(self, trainer: "pl.Trainer", values: Dict[str, dict], shown: Optional[Dict[str, Tensor]]):
+        figures = {f"{self.prefix}bc_matrix": disentanglement_figure(
+            {m: (self._metrics[m].disentanglement, v["matrix"]) for m, v in values.items()}, self.class_names)}
+        if shown is not None and self.num_images:
+            maps = {m: shown[m] for m in values}
+            figures[f"{self.prefix}overlays"] = overlay_grid(shown["inputs"], maps, shown["classes"])
+        log_figures(trainer.loggers, figures, trainer.global_step)
+
+    def state_dict(self) -> Dict[str, Any]:
+        """The chosen sample indices and the per-epoch metric history (checkpointed by Lightning)."""
+        return {"sample_indices": copy.copy(self.sample_indices), "history": copy.deepcopy(self.history)}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        """Restore indices and history; the samples are re-read from the validation set on next use."""
+        self.sample_indices = copy.copy(state_dict["sample_indices"])
+        self.history = copy.deepcopy(state_dict["history"])
+        self._samples = None
