@@ -1,0 +1,374 @@
+"""QuboFeatureMapAttribution: Grad-CAM restricted to the feature maps a QUBO selects (METHOD.md §1–2).
+
+For each sample the layer's Grad-CAM weights α and feature maps define a QUBO over "keep map p?"
+(:func:`captum_qubo.qubo.build_feature_map_qubo`), an injected ``dimod`` sampler solves it, and the
+explanation is ``minmax(Σ_{k∈S} ReLU(α_k f_k))`` over the selected maps S, at layer resolution like
+:class:`captum.attr.LayerGradCam`.
+"""
+from __future__ import annotations
+
+import warnings
+from time import perf_counter
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+
+import dimod
+import numpy as np
+import torch
+from captum._utils.common import _format_additional_forward_args, _format_tensor_into_tuples
+from captum._utils.gradient import compute_layer_gradients_and_eval
+from captum._utils.typing import TargetType
+from captum.attr._utils.attribution import GradientAttribution, LayerAttribution
+from captum.log import log_usage
+from torch import Tensor
+from torch.nn import Module
+
+from captum_qubo.qubo import FORMULATIONS, build_feature_map_qubo
+from captum_qubo.samplers import check_sampler_ready, get_sampler, sample_lowest_energy
+from captum_qubo.selection import FeatureMapSelection
+
+SamplerSpec = Union[str, dimod.Sampler, Callable[[], dimod.Sampler]]
+
+# The best of several reads: one read of a heuristic sampler often stops in a local minimum.
+DEFAULT_SAMPLER_KWARGS = {name: {"num_reads": 10} for name in ("sa", "sqa", "steepest", "mock-qpu")}
+
+
+class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
+    r"""Explains a prediction by the few feature maps of a conv layer that a QUBO selects.
+
+    Per sample: α_a = mean over positions of ∂z_c/∂f^(a) (the Grad-CAM weight); the maps with
+    α > 0 become binary variables of E(n) = (1−β)·½ Σ J_pq n_p n_q − β Σ h_p n_p (h = α/max α,
+    J = |cosine| between maps), optionally with an exact-cardinality penalty; a sampler minimises
+    E; the explanation is ``minmax(Σ_{k∈S} ReLU(α_k f_k))`` over the selected maps S.
+
+    A sample whose maps all have α ≤ 0 has nothing to select: its explanation is all zeros, its
+    selection is empty and a ``RuntimeWarning`` says so.
+    """
+
+    def __init__(
+        self,
+        forward_func: Callable[..., Tensor],
+        layer: Module,
+        device_ids: Union[None, List[int]] = None,
+        sampler: SamplerSpec = "sa",
+        sampler_kwargs: Optional[dict] = None,
+        formulation: str = "unconstrained",
+        k: Optional[int] = None,
+        beta: float = 0.7,
+        seed: Optional[int] = 0,
+        max_variables: Optional[int] = None,
+    ) -> None:
+        r"""
+        Args:
+            forward_func (Callable): The model or any function returning its outputs.
+            layer (torch.nn.Module): A layer whose output (or input, see ``attribute``) is a
+                        single (N, C, H, W) tensor; usually the last convolutional block.
+            device_ids (list[int], optional): As for :class:`captum.attr.LayerGradCam`, only
+                        needed when ``forward_func`` applies a DataParallel model.
+            sampler (str, dimod.Sampler or Callable): A name registered in
+                        :mod:`captum_qubo.samplers` (``"sa"``, ``"exact"``, ``"tabu"``, ``"qpu"``...),
+                        a ``dimod.Sampler`` instance or a zero-argument factory. Default ``"sa"``:
+                        real layers give hundreds of variables, beyond exact enumeration.
+            sampler_kwargs (dict, optional): Keyword arguments for every ``sampler.sample`` call
+                        (``num_reads``, ``num_sweeps``...), merged over the defaults
+                        (``num_reads=10`` for ``"sa"``, ``"sqa"``, ``"steepest"``, ``"mock-qpu"``).
+            formulation (str): ``"unconstrained"`` (selection size emerges from reward vs
+                        redundancy) or ``"k_hot"`` (exactly ``k`` maps).
+            k (int, optional): Number of maps for ``"k_hot"``; must be None otherwise.
+            beta (float): Reward/redundancy trade-off β in [0, 1]. Default 0.7 (the paper's).
+            seed (int, optional): Seed passed to samplers that accept ``seed``; every sample of
+                        every call uses it, so an image's selection does not depend on the call
+                        or its position in the batch. None draws fresh randomness each call.
+                        A ``seed`` in ``sampler_kwargs`` takes precedence.
+            max_variables (int, optional): Keep only the ``max_variables`` maps with the largest
+                        positive α as variables (for size-limited solvers: ``exact`` ≤ 24, QPU
+                        embeddings). None keeps every positively important map.
+        """
+        LayerAttribution.__init__(self, forward_func, layer, device_ids)
+        GradientAttribution.__init__(self, forward_func)
+        if formulation not in FORMULATIONS:
+            raise ValueError(f"formulation must be one of {FORMULATIONS}, got {formulation!r}")
+        if formulation == "k_hot" and (not isinstance(k, int) or k < 1):
+            raise ValueError(f"formulation='k_hot' needs a positive integer k, got k={k!r}")
+        if formulation == "unconstrained" and k is not None:
+            raise ValueError("k is only used by formulation='k_hot'; drop k or pass formulation='k_hot'")
+        if not 0.0 <= beta <= 1.0:
+            raise ValueError(f"beta must lie in [0, 1], got {beta}")
+        if max_variables is not None and (not isinstance(max_variables, int) or max_variables < 1):
+            raise ValueError(f"max_variables must be a positive integer or None, got {max_variables!r}")
+        if k is not None and max_variables is not None and k > max_variables:
+            raise ValueError(f"k={k} exceeds max_variables={max_variables}; raise max_variables or lower k")
+        self.sampler_spec = sampler
+        defaults = DEFAULT_SAMPLER_KWARGS.get(sampler, {}) if isinstance(sampler, str) else {}
+        self.sampler_kwargs = {**defaults, **(sampler_kwargs or {})}
+        self.formulation = formulation
+        self.k = k
+        self.beta = float(beta)
+        self.seed = seed
+        self.max_variables = max_variables
+        self._sampler: Optional[dimod.Sampler] = None
+        self.last_selections: List[FeatureMapSelection] = []
+        self.last_channel_weights: Optional[Tensor] = None
+
+    @log_usage()
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Optional[object] = None,
+        attribute_to_layer_input: bool = False,
+    ) -> Tensor:
+        r"""
+        Args:
+            inputs (Tensor or tuple[Tensor, ...]): Input batch(es), dimension 0 = samples.
+            target (int, list, Tensor or tuple, optional): Output index to explain, as in
+                        Captum: one int for every sample, or one per sample (list / 1-D tensor).
+            additional_forward_args (Any, optional): Extra arguments for ``forward_func``.
+            attribute_to_layer_input (bool): Use the layer's input instead of its output.
+
+        Returns:
+            *Tensor* of shape (N, 1, H, W) at the layer's resolution, min-max normalised per
+            sample to [0, 1]. Upsample with ``LayerAttribution.interpolate``. The selections are
+            in ``self.last_selections`` and α on the selected maps in ``self.last_channel_weights``.
+        """
+        check_sampler_ready(self.sampler_spec)
+        sampler = self._resolve_sampler()
+        inputs = _format_tensor_into_tuples(inputs)
+        _check_finite(inputs)
+        num_samples = inputs[0].shape[0]
+        targets = per_sample_targets(target, num_samples)
+
+        # Inference tensors cannot be saved for backward, so explaining inside
+        # torch.inference_mode() works on ordinary copies with autograd switched back on.
+        with torch.inference_mode(False), torch.enable_grad():
+            inputs = tuple(_ordinary(tensor) for tensor in inputs)
+            extra_args = _format_additional_forward_args(additional_forward_args)
+            if extra_args is not None:
+                extra_args = tuple(_ordinary(arg) for arg in extra_args)
+            target = _ordinary(target)
+            start = perf_counter()
+            layer_gradients, layer_evals = compute_layer_gradients_and_eval(
+                TargetChecker(self.forward_func, target, num_samples),
+                self.layer,
+                inputs,
+                target,
+                extra_args,
+                device_ids=self.device_ids or getattr(self.forward_func, "device_ids", None),
+                attribute_to_layer_input=attribute_to_layer_input,
+            )
+            forward_backward = perf_counter() - start
+        gradients, activations = self._single_4d(layer_gradients, layer_evals, attribute_to_layer_input)
+        importance = gradients.detach().mean(dim=(2, 3))
+        activations = activations.detach()
+        self._check_cardinality(activations.shape[1])
+
+        importance_np = importance.double().cpu().numpy()
+        activations_np = activations.double().cpu().numpy()
+        selections = [
+            self._select(importance_np[i], activations_np[i], sampler, targets[i], forward_backward / num_samples, i)
+            for i in range(num_samples)
+        ]
+        selected = torch.zeros_like(importance, dtype=torch.bool)
+        for i, selection in enumerate(selections):
+            selected[i, torch.as_tensor(selection.channels, dtype=torch.long, device=selected.device)] = True
+        channel_weights = torch.where(selected, importance, torch.zeros_like(importance))
+        self.last_selections = selections
+        self.last_channel_weights = channel_weights
+        return explanation_map(channel_weights, activations)
+
+    def _resolve_sampler(self) -> dimod.Sampler:
+        if self._sampler is None:
+            self._sampler = get_sampler(self.sampler_spec)
+        return self._sampler
+
+    def _single_4d(
+        self, gradients: Tuple[Tensor, ...], evals: Tuple[Tensor, ...], to_input: bool
+    ) -> Tuple[Tensor, Tensor]:
+        side = "input" if to_input else "output"
+        shapes = [tuple(t.shape) for t in evals]
+        if len(evals) != 1 or evals[0].dim() != 4:
+            raise ValueError(
+                f"QuboFeatureMapAttribution needs a layer whose {side} is one (N, C, H, W) tensor of "
+                f"feature maps, but {_layer_name(self.forward_func, self.layer)} gives {side} shape(s) "
+                f"{shapes}. Pick a convolutional layer or block (e.g. the last conv block)."
+            )
+        return gradients[0], evals[0]
+
+    def _check_cardinality(self, num_channels: int) -> None:
+        if self.k is not None and self.k > num_channels:
+            raise ValueError(
+                f"k={self.k} but {_layer_name(self.forward_func, self.layer)} has only {num_channels} "
+                f"feature maps; choose k <= {num_channels}"
+            )
+
+    def _select(
+        self,
+        importance: np.ndarray,
+        feature_maps: np.ndarray,
+        sampler: dimod.Sampler,
+        target: Any,
+        forward_backward: float,
+        index: int,
+    ) -> FeatureMapSelection:
+        start = perf_counter()
+        try:
+            qubo = build_feature_map_qubo(
+                self._cap_variables(importance), feature_maps, self.beta, self.formulation, self.k
+            )
+        except ValueError as error:
+            raise ValueError(f"sample {index} (target {target}): {error}") from error
+        build = perf_counter() - start
+        d = qubo.num_variables
+        if d == 0:
+            warnings.warn(
+                f"sample {index} (target {target}): no feature map has positive importance, so nothing "
+                "is selected and its explanation is all zeros. Check the target or explain another layer.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            channels, energy, info, solve_time = np.zeros(0, dtype=np.int64), 0.0, {}, 0.0
+        else:
+            limit = dict(getattr(sampler, "properties", {}) or {}).get("max_num_variables")
+            if limit is not None and d > limit:
+                raise ValueError(
+                    f"sample {index} has d={d} variables but sampler {_sampler_name(sampler)} handles at "
+                    f"most {limit}; pass max_variables={limit} or use a heuristic sampler such as 'sa'"
+                )
+            start = perf_counter()
+            best = sample_lowest_energy(qubo.to_bqm(), sampler, self.seed, **self.sampler_kwargs)
+            solve_time = perf_counter() - start
+            channels, energy, info = np.sort(qubo.selected_channels(best.state)), best.energy, best.info
+        return FeatureMapSelection(
+            channels=channels.astype(np.int64),
+            importance=importance,
+            energy=float(energy),
+            num_variables=d,
+            sampler=self.sampler_spec if isinstance(self.sampler_spec, str) else _sampler_name(sampler),
+            info=info,
+            timings={"forward_backward": forward_backward, "build": build, "solve": solve_time},
+            qubo=qubo,
+            target=target,
+        )
+
+    def _cap_variables(self, importance: np.ndarray) -> np.ndarray:
+        """α with all but the ``max_variables`` largest positive entries set to 0 (pre-filtered)."""
+        if self.max_variables is None or np.count_nonzero(importance > 0) <= self.max_variables:
+            return importance
+        keep = np.argsort(-importance, kind="stable")[: self.max_variables]
+        capped = np.zeros_like(importance)
+        capped[keep] = importance[keep]
+        return capped
+
+
+def explanation_map(channel_weights: Tensor, feature_maps: Tensor) -> Tensor:
+    """METHOD.md §2: minmax(Σ_k ReLU(w_k f_k)) per sample, ReLU per map before summing.
+
+    Args:
+        channel_weights: (N, C) α on the selected maps, 0 elsewhere.
+        feature_maps: (N, C, H, W) the layer's activations.
+
+    Returns:
+        (N, 1, H, W) in [0, 1]; all zeros for a sample whose sum is constant (e.g. nothing selected).
+    """
+    summed = torch.relu(channel_weights[:, :, None, None] * feature_maps).sum(dim=1, keepdim=True)
+    low = summed.amin(dim=(2, 3), keepdim=True)
+    span = summed.amax(dim=(2, 3), keepdim=True) - low
+    return torch.where(span > 0, (summed - low) / torch.where(span > 0, span, torch.ones_like(span)), 0.0)
+
+
+class TargetChecker:
+    """``forward_func`` wrapped to reject out-of-range targets with a clear error.
+
+    Captum would otherwise fail inside ``torch.gather`` with an index error that names neither
+    the target nor the fix. The check runs inside Captum's forward, so its hook is removed by
+    Captum's own ``finally`` even when we raise.
+    """
+
+    def __init__(self, forward_func: Callable[..., Tensor], target: TargetType, num_samples: int) -> None:
+        self.forward_func = forward_func
+        self.target = target
+        self.num_samples = num_samples
+
+    def __call__(self, *args: Any) -> Tensor:
+        output = self.forward_func(*args)
+        if not isinstance(output, Tensor) or output.dim() == 0 or output.shape[0] != self.num_samples:
+            raise ValueError(
+                f"the model must return a tensor with one row per sample ({self.num_samples}), "
+                f"got {getattr(output, 'shape', type(output))}"
+            )
+        if self.target is None:
+            if output[0].numel() != 1:
+                raise ValueError(
+                    f"the model returns {tuple(output.shape[1:])} values per sample; pass target= the "
+                    "class index to explain (e.g. the predicted class, output.argmax(1))"
+                )
+            return output
+        indices = _int_targets(self.target)
+        if indices is not None and output.dim() == 2:
+            classes = output.shape[1]
+            bad = [t for t in indices if not 0 <= t < classes]
+            if bad:
+                raise ValueError(
+                    f"target {bad} out of range: the model has {classes} outputs; "
+                    f"use class indices 0..{classes - 1}"
+                )
+        return output
+
+
+def _int_targets(target: TargetType) -> Optional[List[int]]:
+    """The integer class indices in a target, or None for tuple-style targets of >2-D outputs."""
+    if isinstance(target, int):
+        return [target]
+    if isinstance(target, Tensor):
+        return [int(t) for t in target.flatten().tolist()]
+    if isinstance(target, list) and all(isinstance(t, (int, np.integer)) for t in target):
+        return [int(t) for t in target]
+    return None
+
+
+def per_sample_targets(target: TargetType, num_samples: int) -> List[Any]:
+    """One target per sample (int, tuple or None), validating the Captum target formats."""
+    if target is None or isinstance(target, (int, tuple)):
+        return [target] * num_samples
+    if isinstance(target, Tensor):
+        if target.numel() == 1:
+            return [int(target.item())] * num_samples
+        if target.dim() != 1 or target.numel() != num_samples:
+            raise ValueError(
+                f"a target tensor must be a scalar or 1-D with one entry per sample ({num_samples}), "
+                f"got shape {tuple(target.shape)}"
+            )
+        return [int(t) for t in target.tolist()]
+    if isinstance(target, list):
+        if len(target) != num_samples:
+            raise ValueError(
+                f"a target list needs one entry per sample: {num_samples} samples, {len(target)} targets"
+            )
+        return [int(t) if isinstance(t, (int, np.integer)) else t for t in target]
+    raise TypeError(f"target must be None, an int, a tuple, a list or a tensor, got {type(target).__name__}")
+
+
+def _ordinary(value: Any) -> Any:
+    """An ordinary (non-inference) copy of an inference tensor; anything else unchanged."""
+    return value.clone() if isinstance(value, Tensor) and value.is_inference() else value
+
+
+def _check_finite(inputs: Sequence[Tensor]) -> None:
+    for position, tensor in enumerate(inputs):
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            bad = (~torch.isfinite(tensor)).flatten(1).any(dim=1).nonzero().flatten().tolist()
+            raise ValueError(
+                f"inputs[{position}] contains NaN or inf (samples {bad}); clean or drop those samples "
+                "(e.g. torch.nan_to_num) before explaining"
+            )
+
+
+def _layer_name(forward_func: Callable, layer: Module) -> str:
+    if isinstance(forward_func, Module):
+        for name, module in forward_func.named_modules():
+            if module is layer:
+                return f"layer '{name}' ({type(layer).__name__})"
+    return f"layer {type(layer).__name__}"
+
+
+def _sampler_name(sampler: dimod.Sampler) -> str:
+    return getattr(sampler, "name", None) or type(sampler).__name__

@@ -1,0 +1,180 @@
+"""Command line: ``captum-qubo explain`` and ``captum-qubo demo``.
+
+``explain`` classifies a photo with EfficientNet-Lite0, explains the prediction (or ``--target``)
+with :class:`~captum_qubo.attribution.QuboFeatureMapAttribution`, and writes ``<name>_qubo.png``
+(input | QUBO explanation | Grad-CAM) and ``<name>_qubo.json`` (selection, energy, d, sampler,
+sampler info, timings, predicted class) into ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from captum_qubo.attribution import QuboFeatureMapAttribution
+from captum_qubo.qubo import FORMULATIONS
+from captum_qubo.samplers import available_samplers
+from captum_qubo.selection import json_safe
+from captum_qubo.visualization import explanation_figure, grad_cam_map, save_explanation_figure
+
+MODELS = ("efficientnet-lite0",)
+DEFAULT_OUT = "captum_qubo_out"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="captum-qubo",
+        description="Explain CNN predictions by the feature maps a QUBO selects (solved by annealers).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    explain = commands.add_parser("explain", help="explain one image; writes a PNG and a JSON")
+    source = explain.add_mutually_exclusive_group(required=True)
+    source.add_argument("image", nargs="?", help="path to an RGB image file (PNG, JPEG ...)")
+    source.add_argument("--sample", help="a scikit-image photo instead of a file: chelsea, coffee, rocket ...")
+    _add_method_options(explain)
+
+    demo = commands.add_parser("demo", help="explain the bundled chelsea photo with the default settings")
+    demo.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
+    return parser
+
+
+def _add_method_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", choices=MODELS, default=MODELS[0], help="classifier to explain")
+    parser.add_argument(
+        "--sampler", default="sa", help=f"annealer backend, one of {', '.join(available_samplers())} (default: sa)"
+    )
+    parser.add_argument(
+        "--sampler-kwargs",
+        type=json.loads,
+        default=None,
+        metavar="JSON",
+        help='keyword arguments for the sampler as JSON, e.g. \'{"num_reads": 20}\'',
+    )
+    parser.add_argument("--formulation", choices=FORMULATIONS, default="unconstrained")
+    parser.add_argument("--k", type=int, default=None, help="number of maps for --formulation k_hot")
+    parser.add_argument("--beta", type=float, default=0.7, help="reward/redundancy trade-off β (default 0.7)")
+    parser.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    parser.add_argument(
+        "--max-variables", type=int, default=None, help="keep only the most important maps as variables"
+    )
+    parser.add_argument("--target", type=int, default=None, help="ImageNet class index (default: the prediction)")
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of the ``captum-qubo`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        args = build_parser().parse_args(["explain", "--sample", "chelsea", "--out", args.out])
+    try:
+        png, report = explain(args)
+    except (ValueError, TypeError, OSError) as error:
+        print(f"captum-qubo: error: {error}", file=sys.stderr)
+        return 2
+    predicted = report["predicted"]
+    print(f"{report['image']}: {predicted['class']} ({predicted['probability']:.1%}); explained target "
+          f"{report['target']['class']} with {report['selection']['num_selected']} of "
+          f"{report['selection']['num_variables']} maps")
+    print(f"picture: {png}")
+    print(f"details: {Path(png).with_suffix('.json')}")
+    return 0
+
+
+def explain(args: argparse.Namespace) -> tuple:
+    """Run one explanation from parsed arguments; returns (PNG path, the JSON report dict)."""
+    from captum_qubo.zoo import (
+        efficientnet_target_layer,
+        imagenet_class_names,
+        load_efficientnet_lite0,
+        load_sample_image,
+        preprocess_image,
+    )
+
+    name, image = (args.sample, load_sample_image(args.sample)) if args.sample else _read_image(args.image)
+    inputs = preprocess_image(image)[None]
+    model = load_efficientnet_lite0()
+    layer = efficientnet_target_layer(model)
+    classes = imagenet_class_names()
+    with torch.no_grad():
+        probabilities = model(inputs).softmax(dim=1)[0]
+    predicted = int(probabilities.argmax())
+    target = predicted if args.target is None else args.target
+    if not 0 <= target < len(classes):
+        raise ValueError(f"--target {target} is not an ImageNet class index; use 0..{len(classes) - 1}")
+
+    explainer = QuboFeatureMapAttribution(
+        model,
+        layer,
+        sampler=args.sampler,
+        sampler_kwargs=args.sampler_kwargs,
+        formulation=args.formulation,
+        k=args.k,
+        beta=args.beta,
+        seed=args.seed,
+        max_variables=args.max_variables,
+    )
+    qubo_map = explainer.attribute(inputs, target=target)
+    selection = explainer.last_selections[0]
+    size = tuple(inputs.shape[-2:])
+    qubo_upsampled = torch.nn.functional.interpolate(qubo_map, size=size, mode="bilinear", align_corners=False)
+    grad_cam = grad_cam_map(model, layer, inputs, target)
+
+    shown = (inputs[0].permute(1, 2, 0).numpy() * 0.5 + 0.5).clip(0.0, 1.0)
+    title = f"{name}: predicted {classes[predicted]} ({float(probabilities[predicted]):.1%})"
+    if target != predicted:
+        title += f"; explaining {classes[target]}"
+    figure = explanation_figure(
+        shown, qubo_upsampled[0], grad_cam[0], title, _qubo_caption(args.sampler, selection)
+    )
+    out = Path(args.out)
+    png = save_explanation_figure(figure, out / f"{name}_qubo.png")
+    report = _report(args, name, classes, probabilities, predicted, target, selection)
+    report["settings"]["sampler_kwargs"] = json_safe(explainer.sampler_kwargs)
+    report["layer"] = {"name": "_bn1", "shape": list(qubo_map.shape[2:]), "num_maps": int(selection.importance.size)}
+    json_path = out / f"{name}_qubo.json"
+    json_path.write_text(json.dumps(report, indent=2))
+    return png, report
+
+
+def _report(args, name, classes, probabilities, predicted, target, selection) -> Dict[str, Any]:
+    return {
+        "image": name,
+        "model": args.model,
+        "predicted": {"index": predicted, "class": classes[predicted], "probability": float(probabilities[predicted])},
+        "target": {"index": target, "class": classes[target], "probability": float(probabilities[target])},
+        "settings": json_safe(
+            {
+                "sampler": args.sampler,
+                "sampler_kwargs": args.sampler_kwargs,
+                "formulation": args.formulation,
+                "k": args.k,
+                "beta": args.beta,
+                "seed": args.seed,
+                "max_variables": args.max_variables,
+            }
+        ),
+        "selection": selection.to_dict(),
+    }
+
+
+def _qubo_caption(sampler: str, selection) -> str:
+    channels = ", ".join(str(int(c)) for c in selection.channels[:8])
+    more = ", ..." if selection.num_selected > 8 else ""
+    return f"QUBO ({sampler}): {selection.num_selected} of {selection.num_variables} maps\n[{channels}{more}]"
+
+
+def _read_image(path: str) -> tuple:
+    """(file stem, RGB uint8 array) of an image file; a clear error for a missing or non-RGB file."""
+    from PIL import Image
+
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"image file {path!r} not found; pass an existing file or use --sample chelsea")
+    with Image.open(file) as opened:
+        return file.stem, np.asarray(opened.convert("RGB"))

@@ -1,0 +1,87 @@
+"""The record of one prediction's feature-map selection: which maps the QUBO kept, and how.
+
+:class:`~captum_qubo.attribution.QuboFeatureMapAttribution` stores one
+:class:`FeatureMapSelection` per sample in ``last_selections`` so the selection, its energy, the
+sampler's own report and the time spent can be read back without recomputing anything.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from captum_qubo.qubo import FeatureMapQubo
+
+
+@dataclass
+class FeatureMapSelection:
+    """One sample's QUBO selection.
+
+    Attributes:
+        channels: (s,) int layer channel indices of the selected maps, ascending.
+        importance: (C,) the Grad-CAM weights α of every channel of the layer.
+        energy: QUBO energy of the selected state (0.0 for an empty problem).
+        num_variables: d, the number of binary variables (maps that entered the QUBO).
+        sampler: name (or class name) of the sampler that solved the QUBO.
+        info: the sampler's ``SampleSet.info`` (timing, embedding, ...) as returned.
+        timings: seconds spent, keys ``forward_backward`` (this sample's share of the batch's
+            forward + backward pass), ``build`` (QUBO construction) and ``solve`` (sampler call).
+        qubo: the :class:`~captum_qubo.qubo.FeatureMapQubo` that was solved.
+        target: the output index explained for this sample (None when the model needs none).
+    """
+
+    channels: np.ndarray
+    importance: np.ndarray
+    energy: float
+    num_variables: int
+    sampler: str
+    info: Dict[str, Any]
+    timings: Dict[str, float]
+    qubo: FeatureMapQubo
+    target: Optional[Any] = None
+
+    @property
+    def num_selected(self) -> int:
+        return int(self.channels.size)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """A JSON-serialisable summary (no QUBO matrices; sampler info made JSON-safe)."""
+        return {
+            "channels": [int(c) for c in self.channels],
+            "num_selected": self.num_selected,
+            "num_variables": self.num_variables,
+            "importance_of_selected": [float(self.importance[c]) for c in self.channels],
+            "energy": float(self.energy),
+            "formulation": self.qubo.formulation,
+            "k": self.qubo.k,
+            "beta": self.qubo.beta,
+            "penalty": self.qubo.penalty,
+            "sampler": self.sampler,
+            "sampler_info": json_safe(self.info),
+            "timings": {name: float(seconds) for name, seconds in self.timings.items()},
+            "target": json_safe(self.target),
+        }
+
+
+def json_safe(value: Any) -> Any:
+    """Recursively turn numpy/torch values and other objects into JSON types.
+
+    Numbers and strings pass through (non-finite floats become strings, which JSON lacks),
+    arrays and tensors become lists, mappings and sequences recurse, anything else becomes its
+    ``repr`` so nothing a sampler reports can make serialisation fail.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else str(float(value))
+    if isinstance(value, dict):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [json_safe(item) for item in value]
+    if hasattr(value, "tolist"):  # numpy arrays and scalars, torch tensors
+        return json_safe(value.tolist())
+    return repr(value)
