@@ -312,12 +312,12 @@ def _quantum_annealing_simulator() -> dimod.Sampler:
     return QuantumAnnealingSimulator()
 
 
-def _require_annealing_module() -> None:
+def _require_annealing_simulator() -> None:
     try:
-        importlib.import_module("captum_qubo.annealing")
+        from captum_qubo.annealing import QuantumAnnealingSimulator  # noqa: F401
     except ImportError as exc:
         raise SamplerConfigurationError(
-            f"'qa-sim' needs captum_qubo.annealing, which cannot be imported ({exc})"
+            f"'qa-sim' needs captum_qubo.annealing.QuantumAnnealingSimulator, which cannot be imported ({exc})"
         ) from exc
 
 
@@ -339,7 +339,7 @@ def _register_builtins() -> None:
     register_sampler("qpu-clique", _qpu_clique, check=_require_leap_credentials)
     register_sampler("hybrid", _hybrid, check=_require_leap_credentials)
     register_sampler("mock-qpu", _mock_qpu, check=_require_dwave_system)
-    register_sampler("qa-sim", _quantum_annealing_simulator, check=_require_annealing_module)
+    register_sampler("qa-sim", _quantum_annealing_simulator, check=_require_annealing_simulator)
 
 
 _register_builtins()
