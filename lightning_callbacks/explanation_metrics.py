@@ -48,7 +48,9 @@ class ExplanationMetrics(Module):
         self.selected_maps = MeanMetric()
         self.solve_seconds = MeanMetric()
         self.num_samples = SumMetric()
-        for metric in self.children():  # float64 sums, so sharded (DDP) and single-process values agree closely
+        # float64 sums, so sharded (DDP) and single-process values agree closely; the BC counts stay integer.
+        for metric in (self.average_drop, self.increase_in_confidence, self.selected_maps, self.solve_seconds,
+                       self.num_samples):
             metric.set_dtype(torch.float64)
 
     def update(

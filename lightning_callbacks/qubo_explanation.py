@@ -132,8 +132,7 @@ class QuboExplanationCallback(Callback):
     @property
     def state_key(self) -> str:
         layer = self.layer if isinstance(self.layer, str) else type(self.layer).__name__
-        return self._generate_state_key(layer=layer, num_samples=self.num_samples, seed=self.seed,
-                                        dataloader_idx=self.dataloader_idx)
+        return self._generate_state_key(layer=layer, num_samples=self.num_samples, dataloader_idx=self.dataloader_idx)
 
     def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
         """Check everything that could fail later (layer, sampler, validation data), choose the samples, dry-run."""
