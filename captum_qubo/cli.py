@@ -18,7 +18,7 @@ import torch
 
 from captum_qubo.attribution import QuboFeatureMapAttribution
 from captum_qubo.qubo import FORMULATIONS
-from captum_qubo.samplers import available_samplers
+from captum_qubo.samplers import available_samplers, check_sampler_ready
 from captum_qubo.selection import json_safe
 from captum_qubo.visualization import explanation_figure, grad_cam_map, save_explanation_figure
 
@@ -96,18 +96,14 @@ def explain(args: argparse.Namespace) -> tuple:
         preprocess_image,
     )
 
+    classes = imagenet_class_names()
+    if args.target is not None and not 0 <= args.target < len(classes):
+        raise ValueError(f"--target {args.target} is not an ImageNet class index; use 0..{len(classes) - 1}")
+    check_sampler_ready(args.sampler)
     name, image = (args.sample, load_sample_image(args.sample)) if args.sample else _read_image(args.image)
     inputs = preprocess_image(image)[None]
     model = load_efficientnet_lite0()
     layer = efficientnet_target_layer(model)
-    classes = imagenet_class_names()
-    with torch.no_grad():
-        probabilities = model(inputs).softmax(dim=1)[0]
-    predicted = int(probabilities.argmax())
-    target = predicted if args.target is None else args.target
-    if not 0 <= target < len(classes):
-        raise ValueError(f"--target {target} is not an ImageNet class index; use 0..{len(classes) - 1}")
-
     explainer = QuboFeatureMapAttribution(
         model,
         layer,
@@ -119,6 +115,10 @@ def explain(args: argparse.Namespace) -> tuple:
         seed=args.seed,
         max_variables=args.max_variables,
     )
+    with torch.no_grad():
+        probabilities = model(inputs).softmax(dim=1)[0]
+    predicted = int(probabilities.argmax())
+    target = predicted if args.target is None else args.target
     qubo_map = explainer.attribute(inputs, target=target)
     selection = explainer.last_selections[0]
     size = tuple(inputs.shape[-2:])
@@ -177,4 +177,4 @@ def _read_image(path: str) -> tuple:
     if not file.is_file():
         raise ValueError(f"image file {path!r} not found; pass an existing file or use --sample chelsea")
     with Image.open(file) as opened:
-        return file.stem, np.asarray(opened.convert("RGB"))
+        return file.stem, np.array(opened.convert("RGB"))
