@@ -80,7 +80,8 @@ def run_rank(rank, store_path):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not built into this torch")
 def test_two_process_sync_equals_one_process(tmp_path):
-    # fork: the children inherit the imported modules instead of re-importing torch (seconds each)
-    mp.start_processes(run_rank, args=(str(tmp_path / "store"),), nprocs=WORLD_SIZE, start_method="fork")
+    # spawn, not fork: a child forked after the parent ran OpenMP-parallel torch ops can deadlock.
+    mp.start_processes(run_rank, args=(str(tmp_path / "store"),), nprocs=WORLD_SIZE, start_method="spawn")

@@ -155,7 +155,7 @@ class ClassDisentanglement(Metric):
         matrix = (val["matrix"] if isinstance(val, dict) else val).detach().cpu().double().numpy()
         names = class_names or self.class_names or [str(c) for c in range(matrix.shape[0])]
         if ax is None:
-            size = 1.0 + 0.6 * matrix.shape[0]
+            size = max(4.0, 1.0 + 0.6 * matrix.shape[0])
             fig, ax = plt.subplots(figsize=(size + 1.5, size))
         else:
             fig = ax.get_figure()
@@ -163,9 +163,10 @@ class ClassDisentanglement(Metric):
         fig.colorbar(image, ax=ax, label="Bhattacharyya coefficient")
         rows, cols = np.indices(matrix.shape)
         for row, col, value in zip(rows.ravel(), cols.ravel(), matrix.ravel()):
-            ax.text(col, row, "–" if np.isnan(value) else f"{value:.2f}", ha="center", va="center",
-                    color="black" if value > 0.6 else "white", fontsize=8)
+            missing = np.isnan(value)
+            ax.text(col, row, "–" if missing else f"{value:.2f}", ha="center", va="center", fontsize=8,
+                    color="gray" if missing else "black" if value > 0.6 else "white")
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
         ax.set_yticks(range(len(names)), names)
-        ax.set_title("Class disentanglement (lower off-diagonal is better)")
+        ax.set_title("Overlap of selected maps between classes\n(lower off-diagonal = more disentangled)", fontsize=10)
         return fig, ax
