@@ -79,6 +79,11 @@ def test_masked_confidences_rejects_bad_inputs(saliency, target, message):
         masked_confidences(two_pixel_model(), torch.ones(1, 1, 1, 2, dtype=torch.float64), saliency, target)
 
 
+def test_masked_confidences_rejects_empty_inputs():
+    with pytest.raises(ValueError, match="no images"):
+        masked_confidences(two_pixel_model(), torch.ones(0, 1, 1, 2), torch.ones(0, 1, 1, 2), [])
+
+
 @pytest.mark.parametrize(
     "base, masked, message",
     [

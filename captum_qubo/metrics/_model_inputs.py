@@ -27,6 +27,8 @@ def as_saliency_map(saliency: Tensor, inputs: Tensor, name: str = "saliency") ->
     """Check a per-pixel map against (N, C, H, W) inputs and return it as (N, 1, H, W)."""
     if inputs.ndim != 4:
         raise ValueError(f"inputs must be (N, C, H, W) images, got shape {tuple(inputs.shape)}")
+    if inputs.shape[0] == 0:
+        raise ValueError("inputs hold no images (N = 0); pass at least one")
     if saliency.ndim == 3:
         saliency = saliency.unsqueeze(1)
     expected = (inputs.shape[0], 1, *inputs.shape[2:])

@@ -125,9 +125,9 @@ def deletion_insertion_curve(
     start, end = (inputs, background) if mode == "deletion" else (background, inputs)
 
     probabilities = []
-    num_curves_points = inputs.shape[0] * (steps + 1)
-    for first in range(0, num_curves_points, internal_batch_size):
-        point = torch.arange(first, min(first + internal_batch_size, num_curves_points), device=inputs.device)
+    num_curve_points = inputs.shape[0] * (steps + 1)
+    for first in range(0, num_curve_points, internal_batch_size):
+        point = torch.arange(first, min(first + internal_batch_size, num_curve_points), device=inputs.device)
         sample, step = point // (steps + 1), point % (steps + 1)
         is_changed = ranks[sample] < changed[step].view(-1, 1, 1, 1)
         images = torch.where(is_changed, end[sample], start[sample])

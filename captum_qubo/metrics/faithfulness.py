@@ -28,7 +28,7 @@ def _check_scores(base_scores: Tensor, masked_scores: Tensor) -> Tuple[Tensor, T
             f"{tuple(base_scores.shape)} and {tuple(masked_scores.shape)}"
         )
     for name, scores in (("base_scores", base_scores), ("masked_scores", masked_scores)):
-        if not torch.isfinite(scores).all() or scores.min() < 0 or scores.max() > 1:
+        if not (torch.isfinite(scores) & (scores >= 0) & (scores <= 1)).all():
             raise ValueError(f"{name} must be softmax probabilities in [0, 1]; apply softmax to the logits")
     if (base_scores <= 0).any():
         raise ValueError("base_scores must be > 0: Average Drop divides by the score on the unmasked image")
