@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 from dimod.testing import assert_sampler_api
 from dwave.samplers import SimulatedAnnealingSampler
-from test_qubo import real_layer_problems, top_positive_maps
 
+from captum_qubo import samplers as registry
 from captum_qubo.exact import ExactMinimumSampler
 from captum_qubo.qubo import build_feature_map_qubo
-from captum_qubo import samplers as registry
 from captum_qubo.samplers import (
     LowestEnergySample,
     SamplerConfigurationError,
@@ -24,6 +23,7 @@ from captum_qubo.samplers import (
     register_sampler,
     sample_lowest_energy,
 )
+from test_qubo import real_layer_problems, top_positive_maps  # real-layer helper (tests/ is on sys.path)
 
 OFFLINE_SAMPLERS = ("exact", "sa", "tabu", "steepest", "sqa", "mock-qpu")
 LEAP_SAMPLERS = ("qpu", "qpu-clique", "hybrid")
@@ -288,10 +288,12 @@ def test_leap_samplers_without_credentials_say_how_to_configure(name, no_credent
             attempt(name)
 
 
-def test_configured_token_passes_the_check_and_is_never_printed(no_credentials, monkeypatch):
+def test_configured_token_passes_the_check_and_is_never_printed(no_credentials):
     secret = "SECRET-TOKEN-1234"
     # unreachable endpoint and no retries: the connection attempt fails at once (sockets are blocked)
-    no_credentials.write_text(f"[defaults]\ntoken = {secret}\nendpoint = https://127.0.0.1:9/sapi\nhttp_retry_total = 0\n")
+    no_credentials.write_text(
+        f"[defaults]\ntoken = {secret}\nendpoint = https://127.0.0.1:9/sapi\nhttp_retry_total = 0\n"
+    )
     for name in LEAP_SAMPLERS:
         check_sampler_ready(name)
     with pytest.raises(SamplerConfigurationError, match="could not reach a D-Wave Leap solver") as error:
