@@ -130,6 +130,7 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
             sample to [0, 1]. Upsample with ``LayerAttribution.interpolate``. The selections are
             in ``self.last_selections`` and α on the selected maps in ``self.last_channel_weights``.
         """
+        self.last_selections, self.last_channel_weights = [], None  # never leave a stale result
         check_sampler_ready(self.sampler_spec)
         sampler = self._resolve_sampler()
         inputs = _format_tensor_into_tuples(inputs)

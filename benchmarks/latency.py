@@ -1,0 +1,152 @@
+"""Per-image latency of QuboFeatureMapAttribution (per sampler) vs Captum's LayerGradCam.
+
+EfficientNet-Lite0 at 224², layer ``_bn1`` (1280 maps, 7×7), scikit-image photos explained for
+their predicted class. Each QUBO run is split into forward/backward, QUBO build and solve (the
+explainer's own timings); "total" is the wall time of ``attribute()`` and "total CPU" its process
+CPU time (less sensitive to other processes on a shared machine; it exceeds wall time when torch
+uses several threads). Every cell is the median
+over images × repeats, after one warm-up call per method (sampler construction, e.g. building
+the Pegasus graph of mock-qpu, is excluded by the warm-up).
+
+Samplers limited in size get the most important maps only (``max_variables``): ``exact``
+enumerates 2^d states (top 20), ``mock-qpu`` must minor-embed a dense clique onto Pegasus
+(top 16; 32 maps already take ~13 s per solve). Their energies are of that smaller QUBO and are
+not comparable with the full-d rows.
+
+Usage:
+    python benchmarks/latency.py [--repeats 3] [--images chelsea coffee] [--threads 1]
+Writes benchmarks/results/latency.md and latency.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import torch
+from captum.attr import LayerGradCam
+
+from captum_qubo.attribution import QuboFeatureMapAttribution
+from captum_qubo.zoo import efficientnet_target_layer, load_efficientnet_lite0, load_sample_image, preprocess_image
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# (row label, sampler name, max_variables)
+QUBO_METHODS = [
+    ("QUBO sa", "sa", None),
+    ("QUBO tabu", "tabu", None),
+    ("QUBO steepest", "steepest", None),
+    ("QUBO sqa", "sqa", None),
+    ("QUBO exact (top-20 maps)", "exact", 20),
+    ("QUBO sa (top-20 maps)", "sa", 20),
+    ("QUBO mock-qpu (top-16 maps)", "mock-qpu", 16),
+]
+
+
+def time_grad_cam(model, layer, inputs: torch.Tensor, target: int) -> Dict[str, float]:
+    explainer = LayerGradCam(model, layer)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    explainer.attribute(inputs, target=target, relu_attributions=True)
+    total, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return {"total": total, "cpu": cpu, "forward_backward": total, "build": 0.0, "solve": 0.0, "d": None, "selected": None,
+            "energy": None}
+
+
+def time_qubo(explainer: QuboFeatureMapAttribution, inputs: torch.Tensor, target: int) -> Dict[str, float]:
+    start, cpu_start = time.perf_counter(), time.process_time()
+    explainer.attribute(inputs, target=target)
+    total, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    selection = explainer.last_selections[0]
+    return {"total": total, "cpu": cpu, **selection.timings, "d": selection.num_variables, "selected": selection.num_selected,
+            "energy": selection.energy}
+
+
+def run(images: List[str], repeats: int) -> Dict[str, dict]:
+    model = load_efficientnet_lite0()
+    layer = efficientnet_target_layer(model)
+    batches = {name: preprocess_image(load_sample_image(name))[None] for name in images}
+    with torch.no_grad():
+        targets = {name: int(model(x).argmax()) for name, x in batches.items()}
+
+    measured: Dict[str, List[dict]] = {}
+    first = next(iter(images))
+    time_grad_cam(model, layer, batches[first], targets[first])  # warm-up
+    measured["Captum LayerGradCam"] = [
+        {"image": name, **time_grad_cam(model, layer, batches[name], targets[name])}
+        for _ in range(repeats)
+        for name in images
+    ]
+    for label, sampler, cap in QUBO_METHODS:
+        explainer = QuboFeatureMapAttribution(model, layer, sampler=sampler, seed=0, max_variables=cap)
+        time_qubo(explainer, batches[first], targets[first])  # warm-up: builds the sampler
+        measured[label] = [
+            {"image": name, **time_qubo(explainer, batches[name], targets[name])} for _ in range(repeats) for name in images
+        ]
+        print(f"  measured {label}", flush=True)
+    return {label: summarise(runs) for label, runs in measured.items()}
+
+
+def summarise(runs: List[dict]) -> dict:
+    summary = {key: statistics.median(run[key] for run in runs) for key in ("total", "cpu", "forward_backward", "build", "solve")}
+    for key in ("d", "selected"):
+        values = [run[key] for run in runs if run[key] is not None]
+        summary[key] = statistics.median(values) if values else None
+    # Energies differ between images, so they are kept per image (median over repeats).
+    images = dict.fromkeys(run["image"] for run in runs)
+    summary["energy"] = {
+        image: statistics.median(run["energy"] for run in runs if run["image"] == image)
+        for image in images
+        if all(run["energy"] is not None for run in runs)
+    }
+    summary["runs"] = len(runs)
+    return summary
+
+
+def markdown(results: Dict[str, dict], images: List[str], setting: str) -> str:
+    energy_columns = " | ".join(f"energy {image}" for image in images)
+    lines = [
+        f"Per-image latency, median ({setting})",
+        "",
+        f"| method | d (median) | maps selected | forward+backward ms | QUBO build ms | solve ms | total ms | "
+        f"total CPU ms | {energy_columns} |",
+        "|---|" + "---:|" * (7 + len(images)),
+    ]
+    for label, row in results.items():
+        d = "–" if row["d"] is None else f"{row['d']:.0f}"
+        selected = "–" if row["selected"] is None else f"{row['selected']:.0f}"
+        energy = " | ".join(f"{row['energy'][image]:.4f}" if row["energy"] else "–" for image in images)
+        lines.append(
+            f"| {label} | {d} | {selected} | {1e3 * row['forward_backward']:.0f} | {1e3 * row['build']:.1f} | "
+            f"{1e3 * row['solve']:.0f} | {1e3 * row['total']:.0f} | {1e3 * row['cpu']:.0f} | {energy} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", nargs="+", default=["chelsea", "coffee"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    results = run(args.images, args.repeats)
+    setting = (
+        f"EfficientNet-Lite0, 224², layer _bn1 (1280 maps, 7×7), images {', '.join(args.images)}, "
+        f"{args.repeats} repeats each, torch {torch.__version__} CPU, {args.threads} thread(s), "
+        f"{platform.processor() or platform.machine()}"
+    )
+    setting += f", load average {os.getloadavg()[0]:.1f} at the end"
+    table = markdown(results, args.images, setting)
+    print(table)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latency.md").write_text(table)
+    (RESULTS / "latency.json").write_text(json.dumps({"setting": setting, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
