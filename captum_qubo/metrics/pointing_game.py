@@ -134,7 +134,7 @@ def cell_attribution_shares(attributions: Tensor, grid: Tuple[int, int]) -> Tens
     if not torch.isfinite(attributions).all():
         raise ValueError("attributions contain NaN or inf")
     positive = attributions.clamp(min=0).double()
-    cells = positive.view(num_samples, rows, height // rows, cols, width // cols).sum(dim=(2, 4)).flatten(1)
+    cells = positive.reshape(num_samples, rows, height // rows, cols, width // cols).sum(dim=(2, 4)).flatten(1)
     totals = cells.sum(dim=1, keepdim=True)
     return torch.where(totals > 0, cells / totals.clamp_min(1e-300), torch.zeros_like(cells))
 
