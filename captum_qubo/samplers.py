@@ -20,6 +20,12 @@ from typing import Any, Callable, Dict, List, Optional, Union
 
 import dimod
 import numpy as np
+from dwave.samplers import (
+    PathIntegralAnnealingSampler,
+    SimulatedAnnealingSampler,
+    SteepestDescentSampler,
+    TabuSampler,
+)
 
 from captum_qubo.exact import ExactMinimumSampler
 
@@ -276,11 +282,11 @@ def _mock_qpu() -> dimod.Sampler:
 
     The minor-embedding (minorminer onto Pegasus P16, chains, chain strength, unembedding) is
     the real one; only the QPU is replaced, by simulated annealing on the embedded problem
-    (dwave-system's default stand-in, steepest descent, only finds local minima). ``seed``
-    seeds both the embedding and the annealing so seeded runs are reproducible.
+    (dwave-system's default stand-in, steepest descent, stops at local minima). ``seed``
+    seeds both minorminer and the annealing, so seeded runs embed and sample identically.
+    The two small classes live here because their bases come from the optional dwave-system.
     """
     system = _import_dwave_system()
-    from dwave.samplers import SimulatedAnnealingSampler
     from dwave.system.testing import MockDWaveSampler
 
     class SeedableMockDWaveSampler(MockDWaveSampler):
@@ -321,20 +327,12 @@ def _require_annealing_simulator() -> None:
         ) from exc
 
 
-def _dwave_samplers(class_name: str) -> Callable[[], dimod.Sampler]:
-    def factory() -> dimod.Sampler:
-        return getattr(importlib.import_module("dwave.samplers"), class_name)()
-
-    factory.__name__ = class_name
-    return factory
-
-
 def _register_builtins() -> None:
     register_sampler("exact", ExactMinimumSampler)
-    register_sampler("sa", _dwave_samplers("SimulatedAnnealingSampler"))
-    register_sampler("tabu", _dwave_samplers("TabuSampler"))
-    register_sampler("steepest", _dwave_samplers("SteepestDescentSampler"))
-    register_sampler("sqa", _dwave_samplers("PathIntegralAnnealingSampler"))
+    register_sampler("sa", SimulatedAnnealingSampler)
+    register_sampler("tabu", TabuSampler)
+    register_sampler("steepest", SteepestDescentSampler)
+    register_sampler("sqa", PathIntegralAnnealingSampler)
     register_sampler("qpu", _qpu, check=_require_leap_credentials)
     register_sampler("qpu-clique", _qpu_clique, check=_require_leap_credentials)
     register_sampler("hybrid", _hybrid, check=_require_leap_credentials)
