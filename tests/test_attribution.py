@@ -2,7 +2,6 @@
 re-computations (brute force, a second implementation of METHOD.md §1–2), safety and bad input."""
 import copy
 import itertools
-import warnings
 
 import numpy as np
 import pytest
@@ -183,6 +182,34 @@ def test_same_seed_same_selection_with_simulated_annealing(digits_model, digits_
     )
     alone.attribute(images[2:3], target=labels[2:3])
     assert list(alone.last_selections[0].channels) == list(runs[0][1][2].channels)
+
+
+def test_layer_input_equals_previous_layer_output(digits_model, digits_batch):
+    images, labels = digits_batch
+    relu, batch_norm = digits_model.reduce[1], digits_model.reduce[2]
+    on_input = QuboFeatureMapAttribution(digits_model, batch_norm, sampler="exact")
+    on_output = QuboFeatureMapAttribution(digits_model, relu, sampler="exact")
+    torch.testing.assert_close(
+        on_input.attribute(images, target=labels, attribute_to_layer_input=True),
+        on_output.attribute(images, target=labels),
+    )
+    assert [list(s.channels) for s in on_input.last_selections] == [list(s.channels) for s in on_output.last_selections]
+
+
+def test_additional_forward_args_and_logit_scale_invariance(digits_model, digits_batch):
+    """Scaling the logits scales every α alike; h = α / max α, so the QUBO and the map are unchanged."""
+    images, labels = digits_batch
+
+    def scaled(x, scale):
+        return digits_model(x) * scale
+
+    plain = QuboFeatureMapAttribution(digits_model, digits_model.reduce, sampler="exact")
+    expected = plain.attribute(images, target=labels)
+    explainer = QuboFeatureMapAttribution(scaled, digits_model.reduce, sampler="exact")
+    torch.testing.assert_close(explainer.attribute(images, target=labels, additional_forward_args=(3.0,)), expected)
+    for mine, reference in zip(explainer.last_selections, plain.last_selections):
+        assert list(mine.channels) == list(reference.channels)
+        np.testing.assert_allclose(mine.importance, 3.0 * reference.importance, rtol=1e-4, atol=1e-8)  # float32
 
 
 def test_k_hot_selects_exactly_k(digits_model, digits_batch):

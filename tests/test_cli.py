@@ -8,6 +8,7 @@ from PIL import Image
 
 from captum_qubo.attribution import QuboFeatureMapAttribution
 from captum_qubo.cli import main
+from captum_qubo.visualization import explanation_figure, save_explanation_figure
 from captum_qubo.zoo import imagenet_class_names, load_sample_image
 
 SA_ARGS = ["--sampler", "sa", "--sampler-kwargs", '{"num_reads": 3, "num_sweeps": 300}', "--seed", "5"]
@@ -86,6 +87,17 @@ def test_bad_arguments_exit_with_a_message(arguments, message, tmp_path, capsys)
     assert main([*arguments, "--out", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_figure_says_when_the_explanation_is_empty(tmp_path):
+    image = load_sample_image("chelsea")[:64, :64]
+    heat = np.linspace(0, 1, 64 * 64).reshape(64, 64)
+    figure = explanation_figure(image, np.zeros((64, 64)), heat, "a title")
+    panels = figure.axes
+    assert "empty" in panels[1].get_title() and panels[2].get_title() == "Grad-CAM"
+    path = save_explanation_figure(figure, tmp_path / "nested" / "figure.png")
+    with Image.open(path) as picture:
+        assert picture.format == "PNG"
 
 
 def test_image_and_sample_are_exclusive(capsys):
