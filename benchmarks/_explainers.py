@@ -1,0 +1,181 @@
+"""Every compared method behind one call: explain a batch, get input-size maps in [0, 1], channel weights, timings.
+
+All methods go through the same post-processing so that the metrics compare the methods, not their
+normalisations: ReLU at layer resolution, bilinear upsampling to the input size
+(``LayerAttribution.interpolate``), min-max per image (a constant map becomes all zeros).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from time import perf_counter
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from captum.attr import LayerActivation, LayerAttribution, LayerGradCam
+from torch import Tensor, nn
+
+from captum_qubo.attribution import QuboFeatureMapAttribution, explanation_map
+from captum_qubo.baselines import LayerGradCamPlusPlus, LayerGradCamWithWeights, LayerScoreCam
+from captum_qubo.metrics import top_k_mask
+
+QUBO = "QUBO"
+QUBO_K_HOT = "QUBO k-hot"
+GRAD_CAM = "Grad-CAM"
+GRAD_CAM_PP = "Grad-CAM++"
+SCORE_CAM = "Score-CAM"
+GRAD_CAM_TOP_K = "Grad-CAM top-K"
+BASELINES = (GRAD_CAM, GRAD_CAM_PP, SCORE_CAM)
+QUBO_METHODS = (QUBO, QUBO_K_HOT)
+
+
+@dataclass
+class Explanations:
+    """One method's explanations of N images.
+
+    Attributes:
+        saliency: (N, 1, H, W) maps at input size, each min-max normalised to [0, 1].
+        channel_weights: (N, C) the method's own per-map weights (α on the selected maps for the QUBO).
+        seconds: (N,) wall time per image (the batch's time split evenly when explained in one call).
+        selection_sizes: (N,) maps selected (QUBO methods and top-K ablation), else None.
+        num_variables: (N,) QUBO variables d (QUBO methods), else None.
+    """
+
+    saliency: Tensor
+    channel_weights: Tensor
+    seconds: np.ndarray
+    selection_sizes: Optional[np.ndarray] = None
+    num_variables: Optional[np.ndarray] = None
+    extra: Dict[str, object] = field(default_factory=dict)
+
+
+def to_input_saliency(layer_map: Tensor, size: Sequence[int]) -> Tensor:
+    """ReLU, bilinear upsampling to ``size`` and per-image min-max to [0, 1] (constant maps → 0)."""
+    upsampled = LayerAttribution.interpolate(torch.relu(layer_map.detach()), tuple(size), "bilinear")
+    low = upsampled.amin(dim=(2, 3), keepdim=True)
+    span = upsampled.amax(dim=(2, 3), keepdim=True) - low
+    return torch.where(span > 0, (upsampled - low) / torch.where(span > 0, span, torch.ones_like(span)), 0.0)
+
+
+def _timed(explain: Callable[[Tensor, Tensor], Tensor], inputs: Tensor, targets: Tensor, per_image: bool):
+    """Layer maps of all images and (N,) seconds: one call per image when ``per_image`` (latency), else one call."""
+    if not per_image:
+        start = perf_counter()
+        maps = explain(inputs, targets)
+        return maps, np.full(len(inputs), (perf_counter() - start) / len(inputs))
+    maps, seconds = [], []
+    for image, target in zip(inputs, targets):
+        start = perf_counter()
+        maps.append(explain(image[None], target[None]))
+        seconds.append(perf_counter() - start)
+    return torch.cat(maps), np.asarray(seconds)
+
+
+def explain_qubo(
+    model: nn.Module,
+    layer: nn.Module,
+    inputs: Tensor,
+    targets: Tensor,
+    sampler: str,
+    sampler_kwargs: Optional[dict] = None,
+    k: Optional[Sequence[int]] = None,
+    seed: int = 0,
+    per_image: bool = False,
+) -> Explanations:
+    """The QUBO method; ``k`` None → unconstrained, else k_hot with ``k[i]`` maps for image i.
+
+    Images sharing a k are explained in one call (one explainer per distinct k).
+    """
+    ks = np.zeros(len(inputs), dtype=int) if k is None else np.asarray(k, dtype=int)
+    maps = torch.empty(0)
+    weights, seconds = None, np.zeros(len(inputs))
+    sizes, variables = np.zeros(len(inputs), dtype=int), np.zeros(len(inputs), dtype=int)
+    for value in np.unique(ks):
+        rows = torch.as_tensor(np.flatnonzero(ks == value))
+        explainer = QuboFeatureMapAttribution(
+            model, layer, sampler=sampler, sampler_kwargs=sampler_kwargs,
+            formulation="unconstrained" if k is None else "k_hot", k=None if k is None else int(value), seed=seed,
+        )
+        selections: List = []
+
+        def explain(batch: Tensor, batch_targets: Tensor) -> Tensor:
+            result = explainer.attribute(batch, target=batch_targets)
+            selections.extend(explainer.last_selections)
+            return result
+
+        group_maps, group_seconds = _timed(explain, inputs[rows], targets[rows], per_image)
+        if weights is None:
+            maps = torch.zeros(len(inputs), *group_maps.shape[1:])
+            weights = torch.zeros(len(inputs), len(selections[0].importance))
+        maps[rows] = group_maps
+        for row, selection in zip(rows.tolist(), selections):
+            weights[row, selection.channels] = torch.as_tensor(selection.importance[selection.channels]).float()
+            sizes[row], variables[row] = selection.num_selected, selection.num_variables
+        seconds[rows.numpy()] = group_seconds
+    return Explanations(to_input_saliency(maps, inputs.shape[2:]), weights, seconds, sizes, variables)
+
+
+def explain_baseline(
+    method: str,
+    model: nn.Module,
+    layer: nn.Module,
+    inputs: Tensor,
+    targets: Tensor,
+    internal_batch_size: int = 64,
+    per_image: bool = False,
+) -> Explanations:
+    """Grad-CAM (Captum's ``LayerGradCam``), Grad-CAM++ or Score-CAM, maps ReLU-ed as in their papers.
+
+    Grad-CAM's map and its latency come from plain ``LayerGradCam``; its channel weights (mean gradients) from
+    ``LayerGradCamWithWeights`` in a separate, untimed pass.
+    """
+    if method == GRAD_CAM:
+        explainer = LayerGradCam(model, layer)
+        maps, seconds = _timed(
+            lambda x, t: explainer.attribute(x, target=t, relu_attributions=True), inputs, targets, per_image
+        )
+        weights_explainer = LayerGradCamWithWeights(model, layer)
+        weights_explainer.attribute(inputs, target=targets)
+        weights = weights_explainer.last_channel_weights
+    elif method in (GRAD_CAM_PP, SCORE_CAM):
+        explainer = LayerGradCamPlusPlus(model, layer) if method == GRAD_CAM_PP else LayerScoreCam(model, layer)
+        options = {"internal_batch_size": internal_batch_size} if method == SCORE_CAM else {}
+        collected: List[Tensor] = []
+
+        def explain(batch: Tensor, batch_targets: Tensor) -> Tensor:
+            result = explainer.attribute(batch, target=batch_targets, relu_attributions=True, **options)
+            collected.append(explainer.last_channel_weights)
+            return result
+
+        maps, seconds = _timed(explain, inputs, targets, per_image)
+        weights = torch.cat(collected)
+    else:
+        raise ValueError(f"unknown baseline {method!r}; choose one of {BASELINES}")
+    return Explanations(to_input_saliency(maps, inputs.shape[2:]), weights.float(), seconds)
+
+
+def explain_grad_cam_top_k(
+    model: nn.Module, layer: nn.Module, inputs: Tensor, targets: Tensor, k: Sequence[int], per_image: bool = False
+) -> Explanations:
+    """Ablation: the QUBO's map formula on the ``k[i]`` maps with the largest Grad-CAM weight α (no redundancy term).
+
+    Same K as the QUBO per image, so any difference from the QUBO is the effect of the redundancy coupling J.
+    """
+    k = np.asarray(k, dtype=int)
+    weights_explainer = LayerGradCamWithWeights(model, layer)
+    activation = LayerActivation(model, layer)
+    collected: List[Tensor] = []
+    position = iter(range(len(inputs)))
+
+    def explain(batch: Tensor, batch_targets: Tensor) -> Tensor:
+        rows = [next(position) for _ in range(len(batch))]
+        weights_explainer.attribute(batch, target=batch_targets)
+        alpha = weights_explainer.last_channel_weights
+        # Only positive α enter the QUBO; the top-K never reaches past them either.
+        chosen = top_k_mask(alpha, torch.as_tensor(k[rows])) & (alpha > 0)
+        collected.append(torch.where(chosen, alpha, torch.zeros_like(alpha)))
+        return explanation_map(collected[-1], activation.attribute(batch).detach())
+
+    maps, seconds = _timed(explain, inputs, targets, per_image)
+    weights = torch.cat(collected).float()
+    return Explanations(to_input_saliency(maps, inputs.shape[2:]), weights, seconds, (weights > 0).sum(1).numpy())

@@ -1,0 +1,236 @@
+"""Markdown report, plain win/loss statements and the README "Results" block, all generated from the numbers."""
+from __future__ import annotations
+
+import math
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+REGENERATE_COMMAND = "make benchmark  # = .venv/bin/python -m benchmarks.compare_methods"
+TIE_TOLERANCE = 1e-9
+
+# (key, label, higher_is_better)
+DIGITS_METRICS = (
+    ("bc_mean", "BC mean off-diag", False),
+    ("bc_max", "BC max off-diag", False),
+    ("average_drop", "Average Drop %", False),
+    ("increase_in_confidence", "Increase in Confidence %", True),
+)
+IMAGENET_METRICS = (
+    ("average_drop", "Average Drop %", False),
+    ("increase_in_confidence", "Increase in Confidence %", True),
+    ("deletion_auc", "Deletion AUC", False),
+    ("insertion_auc", "Insertion AUC", True),
+    ("pointing_game", "Pointing game", True),
+    ("latency_median_s", "Latency s/image (median)", False),
+)
+# Digits: which disentanglement entry is each method's selection (baselines: top-K by their own weights).
+DIGITS_SELECTION = {
+    "QUBO": "QUBO",
+    "QUBO k-hot": "QUBO k-hot",
+    "Grad-CAM": "Grad-CAM top-K",
+    "Grad-CAM++": "Grad-CAM++ top-K",
+    "Score-CAM": "Score-CAM top-K",
+    "Grad-CAM top-K": "Grad-CAM top-K",
+}
+OPPONENTS = ("Grad-CAM", "Grad-CAM++", "Score-CAM", "Grad-CAM top-K")
+
+
+def fmt(value: Optional[float], digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def arrow(higher_is_better: bool) -> str:
+    return "↑" if higher_is_better else "↓"
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> List[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def compare(ours: float, theirs: float, higher_is_better: bool) -> str:
+    """'win', 'loss', 'tie' or 'n/a' for the QUBO's value against an opponent's, direction-aware."""
+    if any(v is None or math.isnan(v) for v in (ours, theirs)):
+        return "n/a"
+    if abs(ours - theirs) <= TIE_TOLERANCE * max(1.0, abs(theirs)):
+        return "tie"
+    return "win" if (ours > theirs) == higher_is_better else "loss"
+
+
+def digits_metric_values(run: dict) -> Dict[str, Dict[str, float]]:
+    """{method: {metric key: value}} for one N_f, BC from the method's selection."""
+    values = {}
+    for method, scores in run["methods"].items():
+        selection = run["disentanglement"][DIGITS_SELECTION[method]]
+        values[method] = {
+            "bc_mean": selection["mean_off_diagonal"],
+            "bc_max": selection["max_off_diagonal"],
+            "average_drop": scores["average_drop"],
+            "increase_in_confidence": scores["increase_in_confidence"],
+            "mean_selection_size": scores.get("mean_selection_size"),
+            "mean_num_variables": scores.get("mean_num_variables"),
+        }
+    return values
+
+
+def digits_tables(digits: dict) -> List[str]:
+    lines = []
+    header = ["N_f", "Method", "K (mean)"] + [f"{label} {arrow(hib)}" for _, label, hib in DIGITS_METRICS]
+    rows = []
+    for run in digits["runs"]:
+        for method, values in digits_metric_values(run).items():
+            size = values["mean_selection_size"]
+            label = f"{method} (K={run['k_hot_k']})" if method == "QUBO k-hot" else method
+            rows.append([str(run["num_filters"]), label, fmt(size, 2) if size is not None else "top-K"]
+                        + [fmt(values[key], 3 if key.startswith("bc") else 1) for key, _, _ in DIGITS_METRICS])
+    lines += table(header, rows)
+    return lines
+
+
+def imagenet_table(summary: Dict[str, dict]) -> List[str]:
+    header = ["Method", "n photos"] + [f"{label} {arrow(hib)}" for _, label, hib in IMAGENET_METRICS] + ["K (d)"]
+    rows = []
+    for method, values in summary.items():
+        size = values.get("mean_selection_sizes")
+        variables = values.get("mean_num_variables")
+        selection = f"{fmt(size, 1)} ({fmt(variables, 0)})" if variables is not None else (
+            fmt(size, 1) if size is not None else "all")
+        cells = []
+        for key, _, _ in IMAGENET_METRICS:
+            digits = 1 if key in ("average_drop", "increase_in_confidence") else 3
+            cell = fmt(values[key], digits)
+            if key == "pointing_game" and values["num_pointing"]:
+                cell += f" (n={values['num_pointing']})"
+            cells.append(cell)
+        rows.append([method, str(values["num_images"])] + cells + [selection])
+    return table(header, rows)
+
+
+def digits_verdicts(digits: dict) -> List[Tuple[str, str, str, List[Tuple[int, str, float, float]]]]:
+    """(metric label, direction, opponent, [(N_f, outcome, ours, theirs)]) for the unconstrained QUBO."""
+    verdicts = []
+    per_run = [(run["num_filters"], digits_metric_values(run)) for run in digits["runs"]]
+    for key, label, higher in DIGITS_METRICS:
+        for opponent in OPPONENTS:
+            outcomes = [
+                (nf, compare(values["QUBO"][key], values[opponent][key], higher), values["QUBO"][key],
+                 values[opponent][key])
+                for nf, values in per_run if opponent in values
+            ]
+            verdicts.append((label, arrow(higher), opponent, outcomes))
+    return verdicts
+
+
+def imagenet_verdicts(imagenet: dict) -> List[Tuple[str, str, str, str, float, float, int]]:
+    """(metric label, direction, opponent, outcome, ours, theirs, n) for the QUBO vs each baseline.
+
+    Score-CAM is compared on the subset it ran on (the QUBO's values restricted to the same photos/evaluations).
+    """
+    verdicts = []
+    for key, label, higher in IMAGENET_METRICS:
+        for opponent in OPPONENTS:
+            source = imagenet["scorecam_subset"] if opponent == "Score-CAM" else imagenet["summary"]
+            ours, theirs = source["QUBO"][key], source[opponent][key]
+            n = source[opponent]["num_pointing" if key == "pointing_game" else "num_images"]
+            verdicts.append((label, arrow(higher), opponent, compare(ours, theirs, higher), ours, theirs, n))
+    return verdicts
+
+
+def verdict_sentences(results: dict) -> List[str]:
+    """Plain statements of where the (unconstrained) QUBO method wins and where it loses."""
+    lines = []
+    if "digits" in results:
+        for label, direction, opponent, outcomes in digits_verdicts(results["digits"]):
+            wins = [nf for nf, outcome, _, _ in outcomes if outcome == "win"]
+            losses = [nf for nf, outcome, _, _ in outcomes if outcome == "loss"]
+            detail = ", ".join(f"N_f={nf}: {fmt(o, 3)} vs {fmt(t, 3)}" for nf, _, o, t in outcomes)
+            verb = "wins" if wins and not losses else "loses" if losses and not wins else "is mixed"
+            if not wins and not losses:
+                verb = "ties"
+            lines.append(f"- Digits, {label} ({direction}): QUBO {verb} against {opponent} "
+                         f"(wins at N_f {wins or '–'}, loses at N_f {losses or '–'}; {detail}).")
+    if "imagenet" in results:
+        for label, direction, opponent, outcome, ours, theirs, n in imagenet_verdicts(results["imagenet"]):
+            verb = {"win": "wins", "loss": "loses", "tie": "ties", "n/a": "not compared"}[outcome]
+            lines.append(f"- ImageNet, {label} ({direction}): QUBO {verb} against {opponent} "
+                         f"({fmt(ours, 3)} vs {fmt(theirs, 3)}, n={n}).")
+    return lines
+
+
+def win_loss_counts(results: dict) -> str:
+    outcomes = []
+    if "digits" in results:
+        outcomes += [o for *_, runs in digits_verdicts(results["digits"]) for _, o, _, _ in runs]
+    if "imagenet" in results:
+        outcomes += [v[3] for v in imagenet_verdicts(results["imagenet"])]
+    return (f"QUBO (unconstrained) vs baselines over all metric comparisons: {outcomes.count('win')} wins, "
+            f"{outcomes.count('loss')} losses, {outcomes.count('tie')} ties.")
+
+
+def markdown_report(results: dict) -> str:
+    meta = results["meta"]
+    lines = ["# QUBO feature-map selection vs CAM baselines", "",
+             f"Generated by `{meta['command']}` on {meta['finished_utc']} in {meta['wall_seconds']:.0f} s "
+             f"(seed {meta['seed']}, {meta['num_threads']} torch threads, {meta['machine']}). "
+             "Latencies are wall-clock on that machine, shared with other jobs: compare them within this run only.",
+             "", "↓ lower is better, ↑ higher is better.", ""]
+    if "digits" in results:
+        digits = results["digits"]
+        lines += ["## 1. Digits: the paper's disentanglement experiment", "",
+                  f"sklearn digits, CNN with the paper's shape (reduce block of N_f maps → linear head), "
+                  f"{digits['per_class']} correctly classified test images per class. QUBO: β = {digits['beta']}, "
+                  f"solved exactly (sampler `{digits['sampler']}`). QUBO k-hot: K = median unconstrained selection "
+                  "size over the images (images with fewer positive-α maps than K keep all of them). BC columns: the "
+                  "QUBO's own selection; for Grad-CAM / Grad-CAM++ / Score-CAM their top-K maps by their own channel "
+                  "weights with K = the unconstrained QUBO's size on the same image (METHOD.md §4). Faithfulness "
+                  "columns: each method's own map (8×8, ReLU, min-max). Grad-CAM top-K is an ablation: the QUBO's "
+                  "map formula on the K largest-α maps (no redundancy term).", ""]
+        lines += digits_tables(digits)
+        lines += [""] + [f"- N_f={run['num_filters']}: test accuracy {run['test_accuracy']:.3f}, "
+                         f"mean QUBO variables d = {sum(run['qubo_num_variables']) / len(run['qubo_num_variables']):.1f}, "
+                         f"k-hot K = {run['k_hot_k']} ({run['k_hot_images_capped']} images capped at d), "
+                         f"figure `{run['figure']}`" for run in digits["runs"]] + [""]
+    if "imagenet" in results:
+        imagenet = results["imagenet"]
+        config = imagenet["config"]
+        lines += ["## 2. ImageNet: EfficientNet-Lite0 on bundled photos", "",
+                  f"Layer {config['layer']}. QUBO: sampler `sa` {config['sampler_kwargs']}, seed {config['seed']}. "
+                  f"Deletion (zeros baseline) and insertion (blur baseline) with {config['deletion_steps']} steps. "
+                  f"Pointing game: {imagenet['composites']['num_composites']} 2×2 composites of "
+                  f"{imagenet['composites']['tile_size']}² tiles, every cell explained. Latency: one call per photo. "
+                  f"Score-CAM needs one forward pass per map (1280 per explanation): it ran on the first "
+                  f"{config['scorecam_images']} photo(s) and {config['scorecam_pointing']} pointing evaluation(s) "
+                  "only; see the matched-subset table.", ""]
+        lines += table(["Photo", "Source", "Top-1 (explained)", "p"],
+                       [[p["name"], p["source"], p["predicted"], fmt(p["confidence"], 3)] for p in imagenet["photos"]])
+        lines += ["", "All methods, all photos (Score-CAM: its subset):", ""] + imagenet_table(imagenet["summary"])
+        lines += ["", "Matched subset (the photos/evaluations Score-CAM ran on):", ""]
+        lines += imagenet_table(imagenet["scorecam_subset"]) + [""]
+    lines += ["## Where the QUBO method wins and where it loses", "", win_loss_counts(results), ""]
+    lines += verdict_sentences(results)
+    return "\n".join(lines) + "\n"
+
+
+def readme_results_block(results: dict) -> str:
+    """The README "Results" section: headline tables, the verdict count and the regenerating command."""
+    lines = ["## Results", "",
+             f"Measured by `benchmarks/compare_methods.py` ({results['meta']['finished_utc']}, "
+             f"{results['meta']['machine']}, seed {results['meta']['seed']}); regenerate with:", "", "```bash",
+             REGENERATE_COMMAND, "```", "", "Full report: `benchmarks/results/compare_methods.md` (+ `.json`, figures).",
+             "↓ lower is better, ↑ higher is better.", ""]
+    if "digits" in results:
+        header = ["N_f", "Method", "BC mean off-diag ↓", "Average Drop % ↓", "Increase in Confidence % ↑"]
+        rows = []
+        for run in results["digits"]["runs"]:
+            for method, values in digits_metric_values(run).items():
+                rows.append([str(run["num_filters"]), method, fmt(values["bc_mean"]), fmt(values["average_drop"], 1),
+                             fmt(values["increase_in_confidence"], 1)])
+        lines += ["Digits (the paper's experiment; baselines' BC from their top-K maps, K = the QUBO's size):", ""]
+        lines += table(header, rows) + [""]
+    if "imagenet" in results:
+        lines += ["EfficientNet-Lite0 on bundled photos (Score-CAM on its affordable subset):", ""]
+        lines += imagenet_table(results["imagenet"]["summary"]) + [""]
+    lines += [win_loss_counts(results), ""]
+    return "\n".join(lines)
