@@ -165,21 +165,26 @@ def test_per_sample_targets_equal_one_at_a_time(digits_model, digits_batch):
             torch.testing.assert_close(single[0], batch[i])
 
 
-def test_same_seed_same_selection_with_simulated_annealing(digits_model, digits_batch):
+@pytest.mark.parametrize(
+    "sampler, sampler_kwargs", [("sa", {"num_reads": 2, "num_sweeps": 20}), ("tabu", None)]
+)
+def test_same_seed_same_selection(digits_model, digits_batch, sampler, sampler_kwargs):
     images, labels = digits_batch
+
+    def explainer():
+        return QuboFeatureMapAttribution(
+            digits_model, digits_model.reduce, sampler=sampler, sampler_kwargs=sampler_kwargs, seed=7
+        )
+
     runs = []
     for _ in range(2):
-        explainer = QuboFeatureMapAttribution(
-            digits_model, digits_model.reduce, sampler="sa", sampler_kwargs={"num_reads": 2, "num_sweeps": 20}, seed=7
-        )
-        runs.append((explainer.attribute(images, target=labels), explainer.last_selections))
+        attribution = explainer()
+        runs.append((attribution.attribute(images, target=labels), attribution.last_selections))
     torch.testing.assert_close(runs[0][0], runs[1][0], rtol=0, atol=0)
     for first, second in zip(runs[0][1], runs[1][1]):
         assert list(first.channels) == list(second.channels) and first.energy == second.energy
     # An image's selection does not depend on its position in the batch.
-    alone = QuboFeatureMapAttribution(
-        digits_model, digits_model.reduce, sampler="sa", sampler_kwargs={"num_reads": 2, "num_sweeps": 20}, seed=7
-    )
+    alone = explainer()
     alone.attribute(images[2:3], target=labels[2:3])
     assert list(alone.last_selections[0].channels) == list(runs[0][1][2].channels)
 
