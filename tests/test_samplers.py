@@ -301,6 +301,30 @@ def test_configured_token_passes_the_check_and_is_never_printed(no_credentials):
     assert secret not in str(error.value)
 
 
+@pytest.mark.filterwarnings("ignore:.*not mocked in MockDWaveSampler")
+def test_leap_factories_solve_offline_with_a_mock_qpu_behind_them(no_credentials, monkeypatch):
+    """The qpu and qpu-clique factories, with their real composites (minorminer embedding, clique
+    embedding and scaling), run end to end when the Leap QPU is replaced by a seeded Pegasus mock."""
+    import dwave.system
+    import dwave.system.samplers.clique as clique
+    from dwave.system.testing import MockDWaveSampler
+
+    def mock_leap_qpu(**config):
+        return MockDWaveSampler(
+            topology_type="pegasus", topology_shape=[6], substitute_sampler=SimulatedAnnealingSampler(),
+            substitute_kwargs={"seed": 0},
+        )
+
+    monkeypatch.setenv("DWAVE_API_TOKEN", "offline-test-token")
+    monkeypatch.setattr(dwave.system, "DWaveSampler", mock_leap_qpu)
+    monkeypatch.setattr(clique, "DWaveSampler", mock_leap_qpu)
+    qubo, ground, _ = real_qubo("efficientnet-chelsea", 12, "unconstrained")
+    for name in ("qpu", "qpu-clique"):
+        best = sample_lowest_energy(qubo.to_bqm(), name, num_reads=20)
+        assert best.energy <= ground + ROUNDING, name
+    assert "embedding_context" in sample_lowest_energy(qubo.to_bqm(), "qpu", num_reads=1).info
+
+
 def test_missing_dwave_system_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "dwave.system", None)  # makes `import dwave.system` fail
     for name in ("mock-qpu",) + LEAP_SAMPLERS:
