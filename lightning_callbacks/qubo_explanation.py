@@ -20,7 +20,7 @@ from captum_qubo.baselines import LayerGradCamWithWeights
 from captum_qubo.metrics import channel_sets_to_mask, masked_confidences, top_k_mask
 from captum_qubo.samplers import check_sampler_ready
 from lightning_callbacks.explanation_metrics import METRIC_NAMES, ExplanationMetrics
-from lightning_callbacks.figures import disentanglement_figure, log_figures, overlay_grid, takes_images
+from lightning_callbacks.figures import disentanglement_image, log_images, overlay_grid, takes_images
 from lightning_callbacks.isolation import explanation_context, preserved_random_state
 from lightning_callbacks.layer_lookup import layer_name
 from lightning_callbacks.validation_samples import (
@@ -73,8 +73,10 @@ class QuboExplanationCallback(Callback):
         baseline (bool): also log Grad-CAM top-K on the same samples.
         dataloader_idx (int): which validation dataloader's dataset to draw from.
         num_images (int): samples shown in the overlay grid (0: no overlay grid).
-        log_images (bool): send figures to loggers that take images.
-        class_names (list[str], optional): tick labels of the BC matrix figure.
+        images_every_n_epochs (int): send the pictures to loggers that take images on explained epochs with
+                    ``(current_epoch + 1) % images_every_n_epochs == 0`` (0: never). Drawing the annotated BC
+                    matrices takes about a second, so raise this for long runs with many classes.
+        class_names (list[str], optional): tick labels of the BC matrix picture.
         unpack_batch (Callable): maps a collated batch to ``(inputs, labels)``; default ``batch[0], batch[1]``.
         prefix (str): prefix of the logged names.
     """
@@ -95,13 +97,14 @@ class QuboExplanationCallback(Callback):
         baseline: bool = True,
         dataloader_idx: int = 0,
         num_images: int = 8,
-        log_images: bool = True,
+        images_every_n_epochs: int = 1,
         class_names: Optional[Sequence[str]] = None,
         unpack_batch: UnpackBatch = inputs_and_labels,
         prefix: str = "explain/",
     ) -> None:
         for name, value, low in (("num_samples", num_samples, 1), ("every_n_epochs", every_n_epochs, 1),
-                                 ("dataloader_idx", dataloader_idx, 0), ("num_images", num_images, 0)):
+                                 ("dataloader_idx", dataloader_idx, 0), ("num_images", num_images, 0),
+                                 ("images_every_n_epochs", images_every_n_epochs, 0)):
             if not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         if target not in TARGETS:
@@ -116,7 +119,7 @@ class QuboExplanationCallback(Callback):
         self.baseline = baseline
         self.dataloader_idx = dataloader_idx
         self.num_images = num_images
-        self.log_images = log_images
+        self.images_every_n_epochs = images_every_n_epochs
         self.class_names = list(class_names) if class_names is not None else None
         self.unpack_batch = unpack_batch
         self.prefix = prefix
@@ -216,10 +219,15 @@ class QuboExplanationCallback(Callback):
                     pl_module.log(key, method_values[name], on_step=False, on_epoch=True, sync_dist=True,
                                   add_dataloader_idx=False)
         self.history.append(record)
-        if self.log_images and trainer.is_global_zero and any(takes_images(lg) for lg in trainer.loggers):
-            self._log_figures(trainer, values, shown)
+        if self._pictures_due(trainer):
+            self._log_images(trainer, values, shown)
         for metrics in self._metrics.values():
             metrics.reset()
+
+    def _pictures_due(self, trainer: "pl.Trainer") -> bool:
+        every = self.images_every_n_epochs
+        return (every > 0 and (trainer.current_epoch + 1) % every == 0 and trainer.is_global_zero
+                and any(takes_images(logger) for logger in trainer.loggers))
 
     def _explain(self, pl_module: "pl.LightningModule", positions: List[int]) -> Dict[str, Tensor]:
         """Explain this rank's samples, update the metrics, return the first few inputs and maps for pictures."""
@@ -242,7 +250,7 @@ class QuboExplanationCallback(Callback):
             baseline_maps = explanation_map(torch.where(top_k, weights, torch.zeros_like(weights)), activations)
             saliency[BASELINE] = self._score(pl_module, BASELINE, inputs, baseline_maps, top_k, targets)
         shown = slice(0, self.num_images)
-        return {"inputs": inputs[shown], "classes": targets[shown], **{m: s[shown] for m, s in saliency.items()}}
+        return {"inputs": inputs[shown], **{m: s[shown] for m, s in saliency.items()}}
 
     def _score(self, pl_module, method, inputs, layer_maps, selected, targets, solve_seconds=None) -> Tensor:
         """Upsample a method's maps, score them (Average Drop, Increase in Confidence) and update its metrics."""
@@ -254,13 +262,12 @@ class QuboExplanationCallback(Callback):
     def _num_channels(self) -> int:
         return self._metrics[QUBO].disentanglement.num_channels
 
-    def _log_figures(self, trainer: "pl.Trainer", values: Dict[str, dict], shown: Optional[Dict[str, Tensor]]):
-        figures = {f"{self.prefix}bc_matrix": disentanglement_figure(
-            {m: (self._metrics[m].disentanglement, v["matrix"]) for m, v in values.items()}, self.class_names)}
+    def _log_images(self, trainer: "pl.Trainer", values: Dict[str, dict], shown: Optional[Dict[str, Tensor]]):
+        panels = {m: (self._metrics[m].disentanglement, v["matrix"]) for m, v in values.items()}
+        images = {f"{self.prefix}bc_matrix": disentanglement_image(panels, self.class_names)}
         if shown is not None and self.num_images:
-            maps = {m: shown[m] for m in values}
-            figures[f"{self.prefix}overlays"] = overlay_grid(shown["inputs"], maps, shown["classes"])
-        log_figures(trainer.loggers, figures, trainer.global_step)
+            images[f"{self.prefix}overlays"] = overlay_grid(shown["inputs"], {m: shown[m] for m in values})
+        log_images(trainer.loggers, images, trainer.global_step)
 
     def state_dict(self) -> Dict[str, Any]:
         """The chosen sample indices and the per-epoch metric history (checkpointed by Lightning)."""
