@@ -109,8 +109,9 @@ def k_hot_penalty(h: np.ndarray, J: np.ndarray, beta: float, margin: float = 0.1
     Flipping one bit p changes E by −β h_p + (1−β) Σ_{q∈n} J_pq (adding) or its negative
     (removing), so |ΔE| ≤ Δ := max_p max(β h_p, (1−β) Σ_q J_pq − β h_p). A state with
     |n| = K ± t (t ≥ 1) reaches a K-hot state in t flips, so its energy exceeds that K-hot
-    state's by at least λt² − tΔ > 0 whenever λ > Δ. We return (1 + margin)·Δ, plus a tiny
-    floor so the penalty is positive even for a degenerate all-zero problem.
+    state's by at least λt² − tΔ > 0 whenever λ > Δ. We return Δ + margin·max(Δ, 1): the slack
+    is at least ``margin`` in absolute terms (h ≤ 1 sets the scale), so K-hot states beat the rest
+    by a margin no float tolerance mistakes for a tie, even when Δ = 0 (β = 0 and J = 0).
 
     Args:
         h: (d,) linear rewards (≥ 0).
@@ -126,7 +127,7 @@ def k_hot_penalty(h: np.ndarray, J: np.ndarray, beta: float, margin: float = 0.1
     reward = beta * np.asarray(h, dtype=np.float64)
     redundancy = (1.0 - beta) * np.asarray(J, dtype=np.float64).sum(axis=1)
     flip_bound = float(np.max(np.maximum(reward, redundancy - reward), initial=0.0))
-    return (1.0 + margin) * flip_bound + 1e-9
+    return flip_bound + margin * max(flip_bound, 1.0)
 
 
 def build_feature_map_qubo(
