@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
+from captum.attr import LayerAttribution
 
 from captum_qubo.attribution import QuboFeatureMapAttribution
 from captum_qubo.qubo import FORMULATIONS
@@ -121,8 +122,7 @@ def explain(args: argparse.Namespace) -> tuple:
     target = predicted if args.target is None else args.target
     qubo_map = explainer.attribute(inputs, target=target)
     selection = explainer.last_selections[0]
-    size = tuple(inputs.shape[-2:])
-    qubo_upsampled = torch.nn.functional.interpolate(qubo_map, size=size, mode="bilinear", align_corners=False)
+    qubo_upsampled = LayerAttribution.interpolate(qubo_map, tuple(inputs.shape[-2:]), "bilinear")
     grad_cam = grad_cam_map(model, layer, inputs, target)
 
     shown = (inputs[0].permute(1, 2, 0).numpy() * 0.5 + 0.5).clip(0.0, 1.0)
@@ -134,24 +134,24 @@ def explain(args: argparse.Namespace) -> tuple:
     )
     out = Path(args.out)
     png = save_explanation_figure(figure, out / f"{name}_qubo.png")
-    report = _report(args, name, classes, probabilities, predicted, target, selection)
-    report["settings"]["sampler_kwargs"] = json_safe(explainer.sampler_kwargs)
-    report["layer"] = {"name": "_bn1", "shape": list(qubo_map.shape[2:]), "num_maps": int(selection.importance.size)}
+    report = _report(args, explainer, name, classes, probabilities, predicted, target, tuple(qubo_map.shape[2:]))
     json_path = out / f"{name}_qubo.json"
     json_path.write_text(json.dumps(report, indent=2))
     return png, report
 
 
-def _report(args, name, classes, probabilities, predicted, target, selection) -> Dict[str, Any]:
+def _report(args, explainer, name, classes, probabilities, predicted, target, map_shape) -> Dict[str, Any]:
+    selection = explainer.last_selections[0]
     return {
         "image": name,
         "model": args.model,
+        "layer": {"name": "_bn1", "map_shape": list(map_shape), "num_maps": int(selection.importance.size)},
         "predicted": {"index": predicted, "class": classes[predicted], "probability": float(probabilities[predicted])},
         "target": {"index": target, "class": classes[target], "probability": float(probabilities[target])},
         "settings": json_safe(
             {
                 "sampler": args.sampler,
-                "sampler_kwargs": args.sampler_kwargs,
+                "sampler_kwargs": explainer.sampler_kwargs,
                 "formulation": args.formulation,
                 "k": args.k,
                 "beta": args.beta,
@@ -160,7 +160,25 @@ def _report(args, name, classes, probabilities, predicted, target, selection) ->
             }
         ),
         "selection": selection.to_dict(),
+        "energies": {
+            "selection": selection.energy,
+            "grad_cam_top_k": grad_cam_top_k_energy(selection),
+        },
     }
+
+
+def grad_cam_top_k_energy(selection) -> Optional[float]:
+    """QUBO energy of Grad-CAM's own choice of the same number of maps (largest α), for comparison.
+
+    None when nothing was selected. The QUBO's selection has at most this energy when the solver
+    found the minimum, since the top-K state is one of the states it minimises over.
+    """
+    qubo, size = selection.qubo, selection.num_selected
+    if size == 0:
+        return None
+    state = np.zeros(qubo.num_variables)
+    state[np.argsort(-qubo.h, kind="stable")[:size]] = 1.0
+    return float(qubo.energies(state))
 
 
 def _qubo_caption(sampler: str, selection) -> str:

@@ -54,7 +54,14 @@ def test_explain_writes_a_picture_and_a_consistent_report(chelsea_run, efficient
     assert set(selection["timings"]) == {"forward_backward", "build", "solve"}
     assert "timing" in selection["sampler_info"]
     assert report["settings"]["sampler_kwargs"] == {"num_reads": 3, "num_sweeps": 300}
-    assert report["layer"]["num_maps"] == 1280
+    assert report["layer"]["num_maps"] == 1280 and report["layer"]["map_shape"] == [7, 7]
+
+    # Grad-CAM's own top-K maps (largest α) scored on the same QUBO.
+    top_k = np.argsort(-direct.importance)[: direct.num_selected]
+    top_k_energy = float(direct.qubo.energies(np.isin(direct.qubo.kept, top_k)))
+    assert report["energies"]["grad_cam_top_k"] == pytest.approx(top_k_energy, abs=1e-9)
+    assert report["energies"]["selection"] == selection["energy"]
+    assert report["energies"]["selection"] <= top_k_energy + 1e-9
 
 
 def test_image_file_gives_the_same_selection_as_the_sample(chelsea_run, tmp_path):
