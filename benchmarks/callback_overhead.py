@@ -1,0 +1,95 @@
+"""Epoch time of digits-CNN training with and without QuboExplanationCallback (64 explained samples).
+
+    .venv/bin/python benchmarks/callback_overhead.py --epochs 6 --repeats 2
+
+An epoch is timed from ``on_train_epoch_start`` to ``on_train_epoch_end``, which in Lightning 2.x
+includes the validation run and so the callback's work. The first epoch of each run is dropped
+(warm-up), the median of the rest is reported; configurations are interleaved across repeats so a
+busy machine slows them alike. Writes benchmarks/results/callback_overhead.{json,md}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from lightning_callbacks import QuboExplanationCallback
+from lightning_callbacks.digits_example import DIGITS_LAYER, DigitsClassifier, DigitsDataModule
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CONFIGS = {
+    "no callback": None,
+    "exact, no pictures": dict(sampler="exact", images_every_n_epochs=0),
+    "sa, no pictures": dict(sampler="sa", images_every_n_epochs=0),
+    "sa, no baseline, no pictures": dict(sampler="sa", baseline=False, images_every_n_epochs=0),
+    "sa, pictures to TensorBoard": dict(sampler="sa", images_every_n_epochs=1),
+}
+
+
+class EpochTimer(Callback):
+    def __init__(self):
+        self.seconds = []
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def epoch_seconds(options, epochs: int, num_samples: int, log_dir: str) -> list:
+    pl.seed_everything(0, verbose=False)
+    timer = EpochTimer()
+    callbacks = [timer]
+    if options is not None:
+        callbacks.insert(0, QuboExplanationCallback(DIGITS_LAYER, num_samples=num_samples, **options))
+    logger = TensorBoardLogger(log_dir) if options and options.get("images_every_n_epochs") else False
+    pl.Trainer(max_epochs=epochs, callbacks=callbacks, logger=logger, enable_progress_bar=False,
+               enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0).fit(
+        DigitsClassifier(), DigitsDataModule())
+    return timer.seconds[1:]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--num-samples", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--log-dir", default="out/callback_overhead")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    samples = {name: [] for name in CONFIGS}
+    for _ in range(args.repeats):
+        for name, options in CONFIGS.items():
+            samples[name] += epoch_seconds(options, args.epochs, args.num_samples, args.log_dir)
+    baseline = statistics.median(samples["no callback"])
+    rows = [{"configuration": name, "median_epoch_seconds": statistics.median(times),
+             "ratio_to_no_callback": statistics.median(times) / baseline, "epochs_timed": len(times)}
+            for name, times in samples.items()]
+
+    header = f"| configuration | median epoch s | ratio |\n|---|---:|---:|"
+    lines = [f"| {r['configuration']} | {r['median_epoch_seconds']:.3f} | {r['ratio_to_no_callback']:.2f} |"
+             for r in rows]
+    setting = (f"digits CNN (N_f=16), 1257 train / 540 validation images, batch 64, {args.num_samples} explained "
+               f"samples, {args.threads} torch thread(s), {platform.processor() or platform.machine()}, "
+               f"torch {torch.__version__}, pytorch-lightning {pl.__version__}")
+    table = "\n".join([header] + lines)
+    print(table + "\n\n" + setting)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "callback_overhead.md").write_text(f"# QuboExplanationCallback overhead\n\n{setting}\n\n{table}\n")
+    (RESULTS / "callback_overhead.json").write_text(json.dumps({"setting": setting, "rows": rows,
+                                                                "epoch_seconds": samples}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
