@@ -28,6 +28,8 @@ from captum_qubo.selection import FeatureMapSelection
 
 SamplerSpec = Union[str, dimod.Sampler, Callable[[], dimod.Sampler]]
 
+DEFAULT_SAMPLER = {"unconstrained": "sa", "k_hot": "tabu"}
+
 # The best of several reads: one read of a heuristic sampler often stops in a local minimum.
 # Tabu's own default stops on a 100 ms wall-clock timeout, so its result would depend on machine
 # load; a restart budget (with a generous timeout as a safety net) keeps seeded runs reproducible.
@@ -54,7 +56,7 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
         forward_func: Callable[..., Tensor],
         layer: Module,
         device_ids: Union[None, List[int]] = None,
-        sampler: SamplerSpec = "sa",
+        sampler: Optional[SamplerSpec] = None,
         sampler_kwargs: Optional[dict] = None,
         formulation: str = "unconstrained",
         k: Optional[int] = None,
@@ -71,8 +73,10 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
                         needed when ``forward_func`` applies a DataParallel model.
             sampler (str, dimod.Sampler or Callable): A name registered in
                         :mod:`captum_qubo.samplers` (``"sa"``, ``"exact"``, ``"tabu"``, ``"qpu"``...),
-                        a ``dimod.Sampler`` instance or a zero-argument factory. Default ``"sa"``:
-                        real layers give hundreds of variables, beyond exact enumeration.
+                        a ``dimod.Sampler`` instance or a zero-argument factory. Default (None):
+                        ``"sa"`` for ``unconstrained`` (real layers give hundreds of variables,
+                        beyond exact enumeration) and ``"tabu"`` for ``k_hot``, whose penalty walls
+                        K-hot states off from each other so single-flip annealers lock in early.
             sampler_kwargs (dict, optional): Keyword arguments for every ``sampler.sample`` call
                         (``num_reads``, ``num_sweeps``...), merged over the defaults
                         (``num_reads=10`` for ``"sa"``, ``"sqa"``, ``"steepest"``, ``"mock-qpu"``;
@@ -103,6 +107,8 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
             raise ValueError(f"max_variables must be a positive integer or None, got {max_variables!r}")
         if k is not None and max_variables is not None and k > max_variables:
             raise ValueError(f"k={k} exceeds max_variables={max_variables}; raise max_variables or lower k")
+        if sampler is None:
+            sampler = DEFAULT_SAMPLER[formulation]
         self.sampler_spec = sampler
         defaults = DEFAULT_SAMPLER_KWARGS.get(sampler, {}) if isinstance(sampler, str) else {}
         self.sampler_kwargs = {**defaults, **(sampler_kwargs or {})}

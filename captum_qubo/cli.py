@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from captum.attr import LayerAttribution
 
-from captum_qubo.attribution import QuboFeatureMapAttribution
+from captum_qubo.attribution import DEFAULT_SAMPLER, QuboFeatureMapAttribution
 from captum_qubo.qubo import FORMULATIONS
 from captum_qubo.samplers import available_samplers, check_sampler_ready
 from captum_qubo.selection import json_safe
@@ -48,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_method_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", choices=MODELS, default=MODELS[0], help="classifier to explain")
     parser.add_argument(
-        "--sampler", default="sa", help=f"annealer backend, one of {', '.join(available_samplers())} (default: sa)"
+        "--sampler",
+        default=None,
+        help=f"annealer backend, one of {', '.join(available_samplers())} (default: sa, or tabu for k_hot)"
     )
     parser.add_argument(
         "--sampler-kwargs",
@@ -100,6 +102,7 @@ def explain(args: argparse.Namespace) -> tuple:
     classes = imagenet_class_names()
     if args.target is not None and not 0 <= args.target < len(classes):
         raise ValueError(f"--target {args.target} is not an ImageNet class index; use 0..{len(classes) - 1}")
+    args.sampler = args.sampler or DEFAULT_SAMPLER[args.formulation]
     check_sampler_ready(args.sampler)
     name, image = (args.sample, load_sample_image(args.sample)) if args.sample else _read_image(args.image)
     inputs = preprocess_image(image)[None]

@@ -39,7 +39,7 @@ def preprocess_image(image: np.ndarray, size: int = 224) -> torch.Tensor:
     array = np.asarray(image)
     if array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"expected an RGB image (H, W, 3), got shape {array.shape}")
-    pixels = torch.as_tensor(array, dtype=torch.float32).permute(2, 0, 1)
+    pixels = torch.tensor(array, dtype=torch.float32).permute(2, 0, 1)  # a copy: read-only arrays are fine
     if array.dtype == np.uint8:
         pixels = pixels / 255.0
     resized = torch.nn.functional.interpolate(
