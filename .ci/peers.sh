@@ -15,17 +15,18 @@ PYTHON="${PYTHON:-python3}"
 VENV="${PEERS_VENV:-.venv-peers}"
 PY="$VENV/bin/python"
 STAMP="$VENV/.installed"
-# Bump when the pins below change, so an existing venv is rebuilt.
-PINS="torch==2.14.1 torchvision==0.29.1 grad-cam==1.5.7"
+TORCH_PINS="torch==2.14.1 torchvision==0.29.1"
+PEER_PIN="grad-cam==1.5.7"
 
-if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$PINS" ]; then
+# The stamp records the pins, so changing them rebuilds the venv.
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$TORCH_PINS $PEER_PIN" ]; then
     rm -rf "$VENV"
     "$PYTHON" -m venv "$VENV"
     "$PY" -m pip install -q --upgrade pip
     # torch and torchvision first and together: torchvision's wheel must match torch exactly.
-    "$PY" -m pip install -q torch==2.14.1 torchvision==0.29.1
-    "$PY" -m pip install -q grad-cam==1.5.7 -e ".[zoo]" pytest
-    echo "$PINS" > "$STAMP"
+    "$PY" -m pip install -q $TORCH_PINS
+    "$PY" -m pip install -q "$PEER_PIN" -e ".[zoo]" pytest
+    echo "$TORCH_PINS $PEER_PIN" > "$STAMP"
 fi
 
 CAPTUM_QUBO_REQUIRE_PEERS=1 "$PY" -m pytest -q -p no:cacheprovider tests/test_peer_parity.py "$@"

@@ -89,7 +89,6 @@ def _check_parity(name, model, layer, images, classes):
 
 @pytest.fixture(scope="module")
 def efficientnet():
-    torch.manual_seed(0)
     model = zoo.load_efficientnet_lite0()
     images = torch.stack([zoo.preprocess_image(zoo.load_sample_image(n)) for n in ("chelsea", "coffee")])
     with torch.no_grad():
