@@ -40,7 +40,9 @@ class LayerGradCamPlusPlus(ChannelWeightedLayerCam):
             attribute_to_layer_input (bool): weigh the layer's input instead of its output.
             relu_attributions (bool): ReLU the map (the paper does; default False as in ``LayerGradCam``).
             eps (float): added to the denominator of α, as pytorch-grad-cam does (default 1e-6). eps=0 gives
-                the paper's formula exactly, with α := 0 where its denominator is 0.
+                the paper's formula exactly, with α := 0 where its denominator is 0. The choice matters where
+                gradients are small: on EfficientNet-Lite0's head (gradients ~1e-3, so g² ~ eps) the two differ
+                by up to 12% in the weights and 0.16 in the normalised map (chelsea, coffee).
             grad_kwargs (dict, optional): extra keyword arguments for ``torch.autograd.grad``.
 
         Returns:
