@@ -229,6 +229,7 @@ def test_no_hooks_left_mode_and_grad_untouched(method_class):
     method.attribute(x, target=[0, 1], relu_attributions=True)
     with pytest.raises(ValueError):
         method.attribute(x, target=99)  # raised inside the forward pass, while Captum's hook is registered
+    assert method.last_channel_weights is None  # no stale weights from the previous call
     assert model.training and all(m.training for m in model.modules())
     assert torch.equal(model.conv1.weight.grad, torch.full_like(model.conv1.weight, 0.25))
     assert all(p.grad is None for name, p in model.named_parameters() if name != "conv1.weight")

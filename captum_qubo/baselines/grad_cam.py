@@ -45,6 +45,7 @@ class LayerGradCamWithWeights(LayerGradCam):
         Returns:
             Tensor: (N, 1, H, W) at layer resolution, exactly what ``LayerGradCam.attribute`` returns.
         """
+        self.last_channel_weights = None  # never leave a stale result behind a failed call
         gradients, _ = layer_gradients_and_activations(
             self.forward_func,
             self.layer,

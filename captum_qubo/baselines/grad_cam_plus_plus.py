@@ -48,6 +48,7 @@ class LayerGradCamPlusPlus(ChannelWeightedLayerCam):
         Returns:
             Tensor: (N, 1, H, W) map Σ_k w_k A_k at layer resolution.
         """
+        self.last_channel_weights = None  # never leave a stale result behind a failed call
         gradients, activations = layer_gradients_and_activations(
             self.forward_func,
             self.layer,

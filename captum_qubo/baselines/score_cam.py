@@ -63,6 +63,7 @@ class LayerScoreCam(ChannelWeightedLayerCam):
         Returns:
             Tensor: (N, 1, H, W) map Σ_k w_k A_k at layer resolution.
         """
+        self.last_channel_weights = None  # never leave a stale result behind a failed call
         if channel_scores not in CHANNEL_SCORES:
             raise ValueError(f"channel_scores must be one of {CHANNEL_SCORES}, got {channel_scores!r}")
         if not isinstance(internal_batch_size, int) or internal_batch_size < 1:
