@@ -269,6 +269,10 @@ class QuboExplanationCallback(Callback):
             images[f"{self.prefix}overlays"] = overlay_grid(shown["inputs"], {m: shown[m] for m in values})
         log_images(trainer.loggers, images, trainer.global_step)
 
+    def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        """Let go of the model, the dataset and the cached samples; indices and history stay."""
+        self._dataset = self._collate = self._samples = self._attribution = self._metrics = None
+
     def state_dict(self) -> Dict[str, Any]:
         """The chosen sample indices and the per-epoch metric history (checkpointed by Lightning)."""
         return {"sample_indices": copy.copy(self.sample_indices), "history": copy.deepcopy(self.history)}

@@ -1,4 +1,5 @@
 """QuboExplanationCallback in real Lightning runs on the digits CNN: logged values, isolation, errors, checkpoints."""
+import functools
 import random
 
 import numpy as np
@@ -188,7 +189,13 @@ class ConsumesRandomness(Callback):
         torch.rand(1)
 
 
-def train_weights(extra_callbacks, inference_mode, sampler="exact"):
+@functools.lru_cache(maxsize=None)
+def reference_weights(inference_mode):
+    """Weights of the seeded run without any extra callback (trained once per mode, per test process)."""
+    return train_weights([], inference_mode)
+
+
+def train_weights(extra_callbacks, inference_mode):
     pl.seed_everything(0, verbose=False)
     module = RandomAugmentedDigits()
     trainer = make_trainer(max_epochs=2, callbacks=extra_callbacks, inference_mode=inference_mode,
@@ -199,7 +206,7 @@ def train_weights(extra_callbacks, inference_mode, sampler="exact"):
 
 @pytest.mark.parametrize("inference_mode", [True, False])
 def test_training_ends_with_the_same_weights_and_the_hook_changes_nothing(inference_mode):
-    reference = train_weights([], inference_mode)
+    reference = reference_weights(inference_mode)
     shared = {}
     explainer = callback(sampler="sa", num_samples=20)
     weights = train_weights([IsolationProbe("before", shared), explainer, IsolationProbe("after", shared)],
@@ -212,7 +219,7 @@ def test_training_ends_with_the_same_weights_and_the_hook_changes_nothing(infere
 
 
 def test_the_same_weights_check_detects_a_callback_that_consumes_randomness():
-    reference = train_weights([], inference_mode=True)
+    reference = reference_weights(inference_mode=True)
     weights = train_weights([ConsumesRandomness()], inference_mode=True)
     assert not all(torch.equal(weights[name], reference[name]) for name in reference)
 
