@@ -1,6 +1,6 @@
 """Per-image latency of QuboFeatureMapAttribution (per sampler) vs Captum's LayerGradCam.
 
-EfficientNet-Lite0 at 224², layer ``_bn1`` (1280 maps, 7×7), scikit-image photos explained for
+EfficientNet-Lite0 at 224², layer ``_bn1.activation`` (ReLU6 head maps: 1280 maps, 7×7), scikit-image photos explained for
 their predicted class. Each QUBO run is split into forward/backward, QUBO build and solve (the
 explainer's own timings); "total" is the wall time of ``attribute()`` and "total CPU" its process
 CPU time (less sensitive to other processes on a shared machine; it exceeds wall time when torch
@@ -136,7 +136,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     results = run(args.images, args.repeats)
     setting = (
-        f"EfficientNet-Lite0, 224², layer _bn1 (1280 maps, 7×7), images {', '.join(args.images)}, "
+        f"EfficientNet-Lite0, 224², layer _bn1.activation (1280 maps, 7×7), images {', '.join(args.images)}, "
         f"{args.repeats} repeats each, torch {torch.__version__} CPU, {args.threads} thread(s), "
         f"{platform.processor() or platform.machine()}"
     )

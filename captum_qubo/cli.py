@@ -148,7 +148,7 @@ def _report(args, explainer, name, classes, probabilities, predicted, target, ma
     return {
         "image": name,
         "model": args.model,
-        "layer": {"name": "_bn1", "map_shape": list(map_shape), "num_maps": int(selection.importance.size)},
+        "layer": {"name": "_bn1.activation", "map_shape": list(map_shape), "num_maps": int(selection.importance.size)},
         "predicted": {"index": predicted, "class": classes[predicted], "probability": float(probabilities[predicted])},
         "target": {"index": target, "class": classes[target], "probability": float(probabilities[target])},
         "settings": json_safe(

@@ -67,7 +67,7 @@ def no_hooks(model):
 
 def test_shape_range_and_captum_visualization(chelsea_explanation, chelsea):
     explainer, attribution = chelsea_explanation
-    assert attribution.shape == (1, 1, 7, 7)  # layer resolution, like LayerGradCam on _bn1
+    assert attribution.shape == (1, 1, 7, 7)  # layer resolution, like LayerGradCam on the head maps
     assert attribution.min() == 0.0 and attribution.max() == 1.0  # min-max per sample
     upsampled = LayerAttribution.interpolate(attribution, (224, 224), "bilinear")
     assert upsampled.shape == (1, 1, 224, 224)

@@ -113,9 +113,8 @@ def test_efficientnet_gradient_cams_match_peer(efficientnet, name):
 
 @pytest.mark.slow
 def test_efficientnet_score_cam_matches_peer(efficientnet):
-    # Score-CAM's softmax weights are all positive, so on the default layer (_bn1, before ReLU6) the weighted
-    # sum of 1280 BatchNorm outputs is negative everywhere on chelsea and both libraries return an all-zero map.
-    # The last MBConv block's output (320 maps, 7x7) gives a real map at a quarter of the masked passes.
+    # The last MBConv block (320 maps, 7x7) needs a quarter of the masked passes of the 1280 head maps; its
+    # maps are not activated, so this also checks both libraries treat negative maps alike.
     model, _, images, classes = efficientnet
     _check_parity("scorecam", model, model._blocks[-1], images[:1], classes[:1])
 

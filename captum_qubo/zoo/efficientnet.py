@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections import OrderedDict
 from functools import lru_cache
 from importlib import resources
 from typing import List
@@ -27,16 +28,23 @@ def load_efficientnet_lite0() -> nn.Module:
         model = EfficientNet.from_pretrained(
             "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
         )
+    # The head's ReLU6 is the module `_swish`, shared with the stem, so no module outputs the activated head
+    # maps alone. Appending a ReLU6 of its own to `_bn1` gives them one; the model still applies `_swish`
+    # afterwards, which changes nothing because ReLU6 is idempotent (logits are bit-identical; tested).
+    if not isinstance(model._swish, nn.ReLU6):
+        raise RuntimeError(f"expected EfficientNet-Lite's ReLU6 activation, found {type(model._swish).__name__}")
+    model._bn1 = nn.Sequential(OrderedDict(norm=model._bn1, activation=nn.ReLU6()))
     return model.eval()
 
 
 def efficientnet_target_layer(model: nn.Module) -> nn.Module:
-    """The layer explained by default: the head's 1×1 conv + BatchNorm output (1280 maps, 7×7 at 224²).
+    """The layer explained by default: the activated head maps, ReLU6(BN(conv_head)), 1280 × 7×7 at 224².
 
-    It is the last convolutional representation before pooling (the usual Grad-CAM choice). The
-    ReLU6 after it is a module shared with the stem, so hooking it would capture two calls.
+    It is the last convolutional representation before pooling, after its activation, the usual Grad-CAM
+    choice. Before the activation 92% of the values are negative, which breaks methods that assume
+    non-negative maps (Score-CAM's map becomes all zero there).
     """
-    return model._bn1
+    return model._bn1.activation
 
 
 @lru_cache(maxsize=1)
