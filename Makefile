@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_CPU ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test benchmark clean
+.PHONY: install demo test test-peers benchmark clean
 
 install: $(STAMP)
 
@@ -23,5 +23,9 @@ demo: install
 test: install
 	$(PY) -m pytest -n 2 -q
 
+# Parity with pytorch-grad-cam in its own venv (torch 2.14.1 + torchvision 0.29.1 + grad-cam); CI runs it too.
+test-peers:
+	bash .ci/peers.sh
+
 clean:
-	rm -rf $(VENV) out build *.egg-info
+	rm -rf $(VENV) .venv-peers out build *.egg-info
