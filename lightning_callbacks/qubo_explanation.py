@@ -58,13 +58,17 @@ class QuboExplanationCallback(Callback):
     Samples come from the *dataset* of validation dataloader ``dataloader_idx`` (default the first),
     read by index with that dataloader's ``collate_fn``, so ``limit_val_batches`` and distributed
     samplers do not change them. Under DDP each rank explains every ``world_size``-th sample and the
-    metric states are summed across ranks, so logged values equal a single process's.
+    metric states are summed across ranks, so logged values equal a single process's. The chosen indices
+    and the history of logged values (``history``, one dict per explained epoch) are checkpointed.
+
+    The LightningModule's ``forward`` must map a batch of inputs to (batch, num_classes) logits.
 
     Args:
         layer (str or nn.Module): the convolutional layer to explain, as a dotted name inside the
                     LightningModule (e.g. ``"model.reduce"``) or the module itself.
         num_samples (int): how many validation samples to explain (fewer if the set is smaller).
-        every_n_epochs (int): explain when ``(current_epoch + 1) % every_n_epochs == 0``.
+        every_n_epochs (int): explain when ``(current_epoch + 1) % every_n_epochs == 0`` (at every validation
+                    run of such an epoch: several with ``val_check_interval < 1``); ``trainer.validate`` always explains.
         sampler, sampler_kwargs, formulation, k, beta, max_variables: as for
                     :class:`~captum_qubo.attribution.QuboFeatureMapAttribution`.
         seed (int): seeds both the choice of samples and the sampler.
@@ -72,6 +76,7 @@ class QuboExplanationCallback(Callback):
                     explained class is also the class the disentanglement groups by.
         baseline (bool): also log Grad-CAM top-K on the same samples.
         dataloader_idx (int): which validation dataloader's dataset to draw from.
+        batch_size (int): samples per explanation forward/backward pass.
         num_images (int): samples shown in the overlay grid (0: no overlay grid).
         images_every_n_epochs (int): send the pictures to loggers that take images on explained epochs with
                     ``(current_epoch + 1) % images_every_n_epochs == 0`` (0: never). Drawing the annotated BC
@@ -96,6 +101,7 @@ class QuboExplanationCallback(Callback):
         target: str = "label",
         baseline: bool = True,
         dataloader_idx: int = 0,
+        batch_size: int = 64,
         num_images: int = 8,
         images_every_n_epochs: int = 1,
         class_names: Optional[Sequence[str]] = None,
@@ -103,7 +109,7 @@ class QuboExplanationCallback(Callback):
         prefix: str = "explain/",
     ) -> None:
         for name, value, low in (("num_samples", num_samples, 1), ("every_n_epochs", every_n_epochs, 1),
-                                 ("dataloader_idx", dataloader_idx, 0), ("num_images", num_images, 0),
+                                 ("dataloader_idx", dataloader_idx, 0), ("batch_size", batch_size, 1), ("num_images", num_images, 0),
                                  ("images_every_n_epochs", images_every_n_epochs, 0)):
             if not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -118,6 +124,7 @@ class QuboExplanationCallback(Callback):
         self.target = target
         self.baseline = baseline
         self.dataloader_idx = dataloader_idx
+        self.batch_size = batch_size
         self.num_images = num_images
         self.images_every_n_epochs = images_every_n_epochs
         self.class_names = list(class_names) if class_names is not None else None
@@ -230,11 +237,18 @@ class QuboExplanationCallback(Callback):
                 and any(takes_images(logger) for logger in trainer.loggers))
 
     def _explain(self, pl_module: "pl.LightningModule", positions: List[int]) -> Dict[str, Tensor]:
-        """Explain this rank's samples, update the metrics, return the first few inputs and maps for pictures."""
+        """Explain this rank's samples in batches, update the metrics, return the first inputs and maps for pictures."""
+        batches = [positions[start:start + self.batch_size] for start in range(0, len(positions), self.batch_size)]
+        shown = [self._explain_batch(pl_module, batch) for batch in batches]
+        return shown[0]
+
+    def _explain_batch(self, pl_module: "pl.LightningModule", positions: List[int]) -> Dict[str, Tensor]:
         inputs, labels = self._inputs_and_labels(pl_module, positions)
-        with torch.no_grad():
-            logits = pl_module(inputs)
-        targets = labels if self.target == "label" else logits.argmax(dim=1)
+        if self.target == "label":
+            targets = labels
+        else:
+            with torch.no_grad():
+                targets = pl_module(inputs).argmax(dim=1)
         layer_maps = self._attribution.attribute(inputs, target=targets)
         selections = self._attribution.last_selections
         selected = channel_sets_to_mask([s.channels for s in selections], self._num_channels()).to(inputs.device)
