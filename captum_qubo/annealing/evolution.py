@@ -108,8 +108,9 @@ def evolve(
     tolerance: float = 1e-5,
     initial_steps: Optional[int] = None,
     max_steps: int = 100_000,
+    initial_state: Optional[np.ndarray] = None,
 ) -> EvolutionResult:
-    """Anneal from the ground state of H_D with the final-state error controlled to ``tolerance``.
+    """Anneal (from the ground state of H_D by default) with the final-state error controlled to ``tolerance``.
 
     Args:
         hamiltonian: the matrix-free Hamiltonian.
@@ -118,6 +119,7 @@ def evolve(
         tolerance: target for the estimated 2-norm error of ψ(τ).
         initial_steps: steps of the first (coarsest) run; default max(4, ⌈τ/4⌉).
         max_steps: give up refining beyond this (the result then has converged=False).
+        initial_state: start here instead of the ground state of H_D.
 
     Returns:
         An :class:`EvolutionResult`.
@@ -126,10 +128,10 @@ def evolve(
         raise ValueError(f"tolerance must be > 0, got {tolerance}")
     schedule = get_schedule(schedule)
     steps = initial_steps or max(4, math.ceil(tau / 4.0))
-    coarse = propagate(hamiltonian, schedule, tau, steps)
+    coarse = propagate(hamiltonian, schedule, tau, steps, initial_state)
     total = steps
     while True:
-        fine = propagate(hamiltonian, schedule, tau, 2 * steps)
+        fine = propagate(hamiltonian, schedule, tau, 2 * steps, initial_state)
         total += 2 * steps
         # Richardson with step ratio 2: error(fine) ≈ ‖fine − coarse‖ / (2⁴ − 1).
         error = float(np.linalg.norm(fine - coarse)) / (2.0**ORDER - 1.0)
@@ -141,7 +143,7 @@ def evolve(
         if next_steps == 2 * steps:
             coarse = fine
         else:
-            coarse = propagate(hamiltonian, schedule, tau, next_steps)
+            coarse = propagate(hamiltonian, schedule, tau, next_steps, initial_state)
             total += next_steps
         steps = next_steps
     ground = hamiltonian.ground_manifold()

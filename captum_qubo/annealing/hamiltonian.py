@@ -13,7 +13,7 @@ The two differ by the scale 1/d and by the unitary Z^⊗d, which commutes with H
 """
 from __future__ import annotations
 
-from functools import reduce
+from functools import lru_cache
 from typing import List, Tuple
 
 import dimod
@@ -24,6 +24,13 @@ from captum_qubo.exact import all_energies
 DRIVERS = ("standard", "paper")
 # Bits handled per dense block when applying exp(−iθH_D); 4–6 is fastest (blocked gemm).
 _BLOCK_BITS = 5
+
+
+@lru_cache(maxsize=None)
+def _flip_counts(num_bits: int) -> np.ndarray:
+    """(2^k, 2^k) popcount(i XOR j): how many bits differ between row and column index."""
+    index = np.arange(1 << num_bits, dtype=np.uint64)
+    return np.bitwise_count(index[:, None] ^ index[None, :]).astype(np.int64)
 
 
 def bqm_energies(bqm: dimod.BinaryQuadraticModel) -> Tuple[np.ndarray, List]:
@@ -111,12 +118,12 @@ class AnnealingHamiltonian:
         the bit order is the original again. This is ~4× faster than one pass per qubit.
         """
         angle = theta * self.driver_coefficient
-        rotation = np.array(
-            [[np.cos(angle), -1j * np.sin(angle)], [-1j * np.sin(angle), np.cos(angle)]]
-        )
         d = self.num_qubits
         blocks = [_BLOCK_BITS] * (d // _BLOCK_BITS) + ([d % _BLOCK_BITS] if d % _BLOCK_BITS else [])
-        kron_powers = {k: reduce(np.kron, [rotation] * k) for k in set(blocks)}
+        # ⊗^k [[c, −is], [−is, c]] has entry c^(k−w) (−is)^w, w = popcount(row XOR column).
+        kron_powers = {
+            k: np.cos(angle) ** (k - _flip_counts(k)) * (-1j * np.sin(angle)) ** _flip_counts(k) for k in set(blocks)
+        }
         out = state
         for k in blocks:
             out = np.matmul(kron_powers[k], out.reshape(-1, 1 << k).T).reshape(-1)
