@@ -12,7 +12,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-from captum.attr import LayerActivation, LayerAttribution, LayerGradCam
+from captum._utils.gradient import compute_layer_gradients_and_eval
+from captum.attr import LayerAttribution, LayerGradCam
 from torch import Tensor, nn
 
 from captum_qubo.attribution import QuboFeatureMapAttribution, explanation_map
@@ -49,6 +50,23 @@ class Explanations:
     extra: Dict[str, object] = field(default_factory=dict)
 
 
+def concatenate(parts: Sequence[Explanations]) -> Explanations:
+    """One Explanations from per-image (or per-batch) pieces, in order."""
+
+    def joined(name: str) -> Optional[np.ndarray]:
+        values = [getattr(part, name) for part in parts]
+        return None if any(v is None for v in values) else np.concatenate(values)
+
+    return Explanations(
+        torch.cat([part.saliency for part in parts]),
+        torch.cat([part.channel_weights for part in parts]),
+        np.concatenate([part.seconds for part in parts]),
+        joined("selection_sizes"),
+        joined("num_variables"),
+        {key: sum((list(part.extra[key]) for part in parts), []) for key in parts[0].extra},
+    )
+
+
 def to_input_saliency(layer_map: Tensor, size: Sequence[int]) -> Tensor:
     """ReLU, bilinear upsampling to ``size`` and per-image min-max to [0, 1] (constant maps → 0)."""
     upsampled = LayerAttribution.interpolate(torch.relu(layer_map.detach()), tuple(size), "bilinear")
@@ -57,18 +75,14 @@ def to_input_saliency(layer_map: Tensor, size: Sequence[int]) -> Tensor:
     return torch.where(span > 0, (upsampled - low) / torch.where(span > 0, span, torch.ones_like(span)), 0.0)
 
 
-def _timed(explain: Callable[[Tensor, Tensor], Tensor], inputs: Tensor, targets: Tensor, per_image: bool):
-    """Layer maps of all images and (N,) seconds: one call per image when ``per_image`` (latency), else one call."""
-    if not per_image:
-        start = perf_counter()
-        maps = explain(inputs, targets)
-        return maps, np.full(len(inputs), (perf_counter() - start) / len(inputs))
-    maps, seconds = [], []
-    for image, target in zip(inputs, targets):
-        start = perf_counter()
-        maps.append(explain(image[None], target[None]))
-        seconds.append(perf_counter() - start)
-    return torch.cat(maps), np.asarray(seconds)
+def _timed(explain: Callable[[Tensor, Tensor], Tensor], inputs: Tensor, targets: Tensor):
+    """Layer maps of all images from one call, and (N,) seconds: the call's wall time split evenly.
+
+    For per-image latency, call with one image at a time.
+    """
+    start = perf_counter()
+    maps = explain(inputs, targets)
+    return maps, np.full(len(inputs), (perf_counter() - start) / len(inputs))
 
 
 def explain_qubo(
@@ -80,39 +94,36 @@ def explain_qubo(
     sampler_kwargs: Optional[dict] = None,
     k: Optional[Sequence[int]] = None,
     seed: int = 0,
-    per_image: bool = False,
 ) -> Explanations:
     """The QUBO method; ``k`` None → unconstrained, else k_hot with ``k[i]`` maps for image i.
 
     Images sharing a k are explained in one call (one explainer per distinct k).
     """
     ks = np.zeros(len(inputs), dtype=int) if k is None else np.asarray(k, dtype=int)
-    maps = torch.empty(0)
-    weights, seconds = None, np.zeros(len(inputs))
+    maps: Optional[Tensor] = None
+    weights: Optional[Tensor] = None
+    seconds, solve_seconds = np.zeros(len(inputs)), np.zeros(len(inputs))
     sizes, variables = np.zeros(len(inputs), dtype=int), np.zeros(len(inputs), dtype=int)
     for value in np.unique(ks):
-        rows = torch.as_tensor(np.flatnonzero(ks == value))
+        rows = np.flatnonzero(ks == value)
         explainer = QuboFeatureMapAttribution(
             model, layer, sampler=sampler, sampler_kwargs=sampler_kwargs,
             formulation="unconstrained" if k is None else "k_hot", k=None if k is None else int(value), seed=seed,
         )
-        selections: List = []
-
-        def explain(batch: Tensor, batch_targets: Tensor) -> Tensor:
-            result = explainer.attribute(batch, target=batch_targets)
-            selections.extend(explainer.last_selections)
-            return result
-
-        group_maps, group_seconds = _timed(explain, inputs[rows], targets[rows], per_image)
-        if weights is None:
+        group_maps, seconds[rows] = _timed(lambda x, t: explainer.attribute(x, target=t), inputs[rows], targets[rows])
+        if maps is None:
             maps = torch.zeros(len(inputs), *group_maps.shape[1:])
-            weights = torch.zeros(len(inputs), len(selections[0].importance))
+            weights = torch.zeros(len(inputs), explainer.last_channel_weights.shape[1])
         maps[rows] = group_maps
-        for row, selection in zip(rows.tolist(), selections):
-            weights[row, selection.channels] = torch.as_tensor(selection.importance[selection.channels]).float()
-            sizes[row], variables[row] = selection.num_selected, selection.num_variables
-        seconds[rows.numpy()] = group_seconds
-    return Explanations(to_input_saliency(maps, inputs.shape[2:]), weights, seconds, sizes, variables)
+        weights[rows] = explainer.last_channel_weights.float()
+        selections = explainer.last_selections
+        sizes[rows] = [selection.num_selected for selection in selections]
+        variables[rows] = [selection.num_variables for selection in selections]
+        solve_seconds[rows] = [selection.timings["solve"] for selection in selections]
+    return Explanations(
+        to_input_saliency(maps, inputs.shape[2:]), weights, seconds, sizes, variables,
+        {"solve_seconds": solve_seconds.tolist()},
+    )
 
 
 def explain_baseline(
@@ -122,7 +133,6 @@ def explain_baseline(
     inputs: Tensor,
     targets: Tensor,
     internal_batch_size: int = 64,
-    per_image: bool = False,
 ) -> Explanations:
     """Grad-CAM (Captum's ``LayerGradCam``), Grad-CAM++ or Score-CAM, maps ReLU-ed as in their papers.
 
@@ -132,7 +142,7 @@ def explain_baseline(
     if method == GRAD_CAM:
         explainer = LayerGradCam(model, layer)
         maps, seconds = _timed(
-            lambda x, t: explainer.attribute(x, target=t, relu_attributions=True), inputs, targets, per_image
+            lambda x, t: explainer.attribute(x, target=t, relu_attributions=True), inputs, targets
         )
         weights_explainer = LayerGradCamWithWeights(model, layer)
         weights_explainer.attribute(inputs, target=targets)
@@ -140,42 +150,32 @@ def explain_baseline(
     elif method in (GRAD_CAM_PP, SCORE_CAM):
         explainer = LayerGradCamPlusPlus(model, layer) if method == GRAD_CAM_PP else LayerScoreCam(model, layer)
         options = {"internal_batch_size": internal_batch_size} if method == SCORE_CAM else {}
-        collected: List[Tensor] = []
-
-        def explain(batch: Tensor, batch_targets: Tensor) -> Tensor:
-            result = explainer.attribute(batch, target=batch_targets, relu_attributions=True, **options)
-            collected.append(explainer.last_channel_weights)
-            return result
-
-        maps, seconds = _timed(explain, inputs, targets, per_image)
-        weights = torch.cat(collected)
+        maps, seconds = _timed(
+            lambda x, t: explainer.attribute(x, target=t, relu_attributions=True, **options), inputs, targets
+        )
+        weights = explainer.last_channel_weights
     else:
         raise ValueError(f"unknown baseline {method!r}; choose one of {BASELINES}")
     return Explanations(to_input_saliency(maps, inputs.shape[2:]), weights.float(), seconds)
 
 
 def explain_grad_cam_top_k(
-    model: nn.Module, layer: nn.Module, inputs: Tensor, targets: Tensor, k: Sequence[int], per_image: bool = False
+    model: nn.Module, layer: nn.Module, inputs: Tensor, targets: Tensor, k: Sequence[int]
 ) -> Explanations:
     """Ablation: the QUBO's map formula on the ``k[i]`` maps with the largest Grad-CAM weight α (no redundancy term).
 
     Same K as the QUBO per image, so any difference from the QUBO is the effect of the redundancy coupling J.
     """
-    k = np.asarray(k, dtype=int)
-    weights_explainer = LayerGradCamWithWeights(model, layer)
-    activation = LayerActivation(model, layer)
-    collected: List[Tensor] = []
-    position = iter(range(len(inputs)))
 
     def explain(batch: Tensor, batch_targets: Tensor) -> Tensor:
-        rows = [next(position) for _ in range(len(batch))]
-        weights_explainer.attribute(batch, target=batch_targets)
-        alpha = weights_explainer.last_channel_weights
+        gradients, activations = compute_layer_gradients_and_eval(model, layer, (batch,), batch_targets)
+        alpha = gradients[0].detach().mean(dim=(2, 3))
         # Only positive α enter the QUBO; the top-K never reaches past them either.
-        chosen = top_k_mask(alpha, torch.as_tensor(k[rows])) & (alpha > 0)
-        collected.append(torch.where(chosen, alpha, torch.zeros_like(alpha)))
-        return explanation_map(collected[-1], activation.attribute(batch).detach())
+        chosen = top_k_mask(alpha, torch.as_tensor(np.asarray(k, dtype=int))) & (alpha > 0)
+        weights.append(torch.where(chosen, alpha, torch.zeros_like(alpha)))
+        return explanation_map(weights[-1], activations[0].detach())
 
-    maps, seconds = _timed(explain, inputs, targets, per_image)
-    weights = torch.cat(collected).float()
-    return Explanations(to_input_saliency(maps, inputs.shape[2:]), weights, seconds, (weights > 0).sum(1).numpy())
+    weights: List[Tensor] = []
+    maps, seconds = _timed(explain, inputs, targets)
+    return Explanations(to_input_saliency(maps, inputs.shape[2:]), weights[0].float(), seconds,
+                        (weights[0] > 0).sum(1).numpy())

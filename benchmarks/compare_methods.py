@@ -44,8 +44,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--num-filters", type=int, nargs="+", default=None, help="digits N_f values (16 24 32)")
     parser.add_argument("--per-class", type=int, default=None, help="digits: images per class (20)")
     parser.add_argument("--num-photos", type=int, default=None, help=f"imagenet: first n of the {len(PHOTOS)} photos")
-    parser.add_argument("--num-composites", type=int, default=None, help="imagenet: 2x2 pointing-game composites (3)")
-    parser.add_argument("--deletion-steps", type=int, default=None, help="imagenet: deletion/insertion steps (10)")
+    parser.add_argument("--num-composites", type=int, default=None, help="imagenet: 2x2 pointing-game composites (2)")
+    parser.add_argument("--deletion-steps", type=int, default=None, help="imagenet: deletion/insertion steps (6)")
     parser.add_argument("--scorecam-images", type=int, default=None,
                         help="imagenet: photos Score-CAM explains (1; 1280 forward passes each)")
     parser.add_argument("--scorecam-pointing", type=int, default=None,
@@ -65,8 +65,8 @@ def resolve_config(args: argparse.Namespace) -> dict:
         "num_filters": [16] if quick else [16, 24, 32],
         "per_class": 3 if quick else 20,
         "num_photos": 3 if quick else len(PHOTOS),
-        "num_composites": 1 if quick else 3,
-        "deletion_steps": 4 if quick else 10,
+        "num_composites": 1 if quick else 2,
+        "deletion_steps": 4 if quick else 6,
         "scorecam_images": 0 if quick else 1,
         "scorecam_pointing": 0,
         "sa_reads": 2 if quick else 10,
@@ -83,12 +83,15 @@ def seed_everything(seed: int) -> None:
 
 def run_benchmark(parts: Sequence[str], config: dict, seed: int, out: Path) -> dict:
     """Run the chosen parts; returns the JSON-ready results (without ``meta``)."""
-    results = {"config": dict(config)}
+    results = {"config": dict(config), "part_seconds": {}}
     if "digits" in parts:
         seed_everything(seed)
+        start = perf_counter()
         results["digits"] = run_digits(config["num_filters"], config["per_class"], seed, out)
+        results["part_seconds"]["digits"] = perf_counter() - start
     if "imagenet" in parts:
         seed_everything(seed)
+        start = perf_counter()
         results["imagenet"] = run_imagenet(
             photos=PHOTOS[: config["num_photos"]],
             num_composites=config["num_composites"],
@@ -98,6 +101,7 @@ def run_benchmark(parts: Sequence[str], config: dict, seed: int, out: Path) -> d
             sa_kwargs={"num_reads": config["sa_reads"], "num_sweeps": config["sa_sweeps"]},
             seed=seed,
         )
+        results["part_seconds"]["imagenet"] = perf_counter() - start
     return results
 
 
