@@ -57,7 +57,7 @@ def lowest_levels(
         levels, vectors = np.linalg.eigh(hamiltonian.apply(a, b, np.eye(n)))
         return levels[:num_levels], vectors[:, :num_levels]
     operator = LinearOperator((n, n), matvec=lambda v: hamiltonian.apply(a, b, v.reshape(-1)), dtype=np.float64)
-    levels, vectors = eigsh(operator, k=num_levels, which="SA", v0=start_vector, tol=1e-10)
+    levels, vectors = eigsh(operator, k=num_levels, which="SA", v0=start_vector, tol=1e-9)
     order = np.argsort(levels)
     return levels[order], vectors[:, order]
 
@@ -91,9 +91,9 @@ class GapProfile:
 def minimum_gap(
     hamiltonian: AnnealingHamiltonian,
     schedule: Union[str, Schedule] = "linear",
-    coarse_points: int = 21,
+    coarse_points: int = 17,
     refine_minima: int = 2,
-    xatol: float = 1e-4,
+    xatol: float = 1e-3,
     method: str = "auto",
 ) -> GapProfile:
     """Δ(s) on a coarse grid, then Brent refinement around the lowest coarse minima.
@@ -102,8 +102,10 @@ def minimum_gap(
         hamiltonian: the matrix-free Hamiltonian.
         schedule: schedule name or :class:`Schedule`.
         coarse_points: grid points in s ∈ [0, 1] (≥ 3).
-        refine_minima: how many of the lowest coarse local minima to refine.
-        xatol: absolute tolerance on s_min of the refinement.
+        refine_minima: how many of the lowest coarse local minima to refine (only those within
+            1.5× of the lowest coarse value).
+        xatol: absolute tolerance on s_min; Δ is quadratic at an interior minimum, so its error
+            is ~v²·xatol²/(2Δ_min), far smaller.
         method: eigensolver, see :func:`lowest_levels`.
 
     Returns:
@@ -133,7 +135,8 @@ def minimum_gap(
     coarse = np.array([gap_at(s) for s in grid])
     padded = np.concatenate([[np.inf], coarse, [np.inf]])
     local_minima = np.flatnonzero((padded[1:-1] <= padded[:-2]) & (padded[1:-1] <= padded[2:]))
-    for i in local_minima[np.argsort(coarse[local_minima])][:refine_minima]:
+    candidates = local_minima[np.argsort(coarse[local_minima])][:refine_minima]
+    for i in candidates[coarse[candidates] <= 1.5 * coarse.min()]:
         lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, coarse_points - 1)]
         minimize_scalar(gap_at, bounds=(lo, hi), method="bounded", options={"xatol": xatol})
 
