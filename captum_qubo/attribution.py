@@ -33,9 +33,10 @@ DEFAULT_SAMPLER = {"unconstrained": "sa", "k_hot": "tabu"}
 # The best of several reads: one read of a heuristic sampler often stops in a local minimum.
 # Tabu's own default stops on a 100 ms wall-clock timeout, so its result would depend on machine
 # load; a restart budget (with a generous timeout as a safety net) keeps seeded runs reproducible.
+# One tabu read, even with restarts, can miss a k_hot optimum that 10 independent reads find.
 DEFAULT_SAMPLER_KWARGS = {
     **{name: {"num_reads": 10} for name in ("sa", "sqa", "steepest", "mock-qpu")},
-    "tabu": {"num_restarts": 10, "timeout": 60_000},
+    "tabu": {"num_reads": 10, "num_restarts": 10, "timeout": 60_000},
 }
 
 
@@ -80,7 +81,7 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
             sampler_kwargs (dict, optional): Keyword arguments for every ``sampler.sample`` call
                         (``num_reads``, ``num_sweeps``...), merged over the defaults
                         (``num_reads=10`` for ``"sa"``, ``"sqa"``, ``"steepest"``, ``"mock-qpu"``;
-                        ``num_restarts=10, timeout=60000`` for ``"tabu"``).
+                        ``num_reads=10, num_restarts=10, timeout=60000`` for ``"tabu"``).
             formulation (str): ``"unconstrained"`` (selection size emerges from reward vs
                         redundancy) or ``"k_hot"`` (exactly ``k`` maps).
             k (int, optional): Number of maps for ``"k_hot"``; must be None otherwise.

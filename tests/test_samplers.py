@@ -115,7 +115,7 @@ def test_samplers_find_good_feasible_solutions_on_real_layers(name, formulation,
     qubo, ground, k_hot_energies = real_qubo(problem, max_maps, formulation)
     if name == "mock-qpu" and qubo.num_variables > 12:
         pytest.skip("mock-qpu is checked on the d ≤ 12 problems")
-    kwargs = {} if name in ("exact", "tabu") else {"num_reads": NUM_READS}
+    kwargs = {} if name == "exact" else {"num_reads": NUM_READS}
     best = sample_lowest_energy(qubo.to_bqm(), name, seed=0, **kwargs)
     assert best.energy == pytest.approx(float(qubo.energies(best.state)), abs=ROUNDING)
     if formulation == "k_hot":
@@ -319,8 +319,10 @@ def test_leap_factories_solve_offline_with_a_mock_qpu_behind_them(no_credentials
     monkeypatch.setattr(dwave.system, "DWaveSampler", mock_leap_qpu)
     monkeypatch.setattr(clique, "DWaveSampler", mock_leap_qpu)
     qubo, ground, _ = real_qubo("efficientnet-chelsea", 12, "unconstrained")
+    # Two 3-hot states lie 0.6% apart here; SA on the clique embedding's long chains needs ~100 reads
+    # to separate them (20 and 50 stop in the second-best one).
     for name in ("qpu", "qpu-clique"):
-        best = sample_lowest_energy(qubo.to_bqm(), name, num_reads=20)
+        best = sample_lowest_energy(qubo.to_bqm(), name, num_reads=100)
         assert best.energy <= ground + ROUNDING, name
     assert "embedding_context" in sample_lowest_energy(qubo.to_bqm(), "qpu", num_reads=1).info
 
