@@ -127,7 +127,7 @@ def plot_disentanglement(disentanglement: Dict[str, dict], path: Path, num_filte
         entry["metric"].plot(ax=ax)
         ax.set_title(f"{name}\nmean off-diag {entry['mean_off_diagonal']:.3f}", fontsize=10)
     fig.suptitle(f"Digits CNN, N_f = {num_filters}: class × class Bhattacharyya coefficient of selected maps")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.92))  # leave room for the suptitle
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.stem}.{os.getpid()}.png")
     fig.savefig(partial, dpi=80)

@@ -1,7 +1,7 @@
 """Part 2: pretrained EfficientNet-Lite0 on photos that ship in scikit-image, scikit-learn and matplotlib.
 
 Every method explains the model's top-1 class of each photo at the default layer
-(``efficientnet_target_layer``: 1280 maps, 7×7). Measured: Average Drop, Increase in Confidence, deletion and
+(``efficientnet_target_layer``: the activated head maps, 1280 × 7×7). Measured: Average Drop, Increase in Confidence, deletion and
 insertion AUC, latency per image (one call per image), and the grid pointing game on 2×2 composites of
 half-size tiles. Score-CAM costs one forward pass per map (1280 per explanation), so it runs on the first
 ``scorecam_images`` photos and ``scorecam_pointing`` pointing evaluations only, and is compared with the
@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from captum.attr import LayerActivation
 from tqdm.auto import tqdm
 
 from benchmarks._explainers import (
@@ -147,6 +148,8 @@ def run_imagenet(
     with torch.no_grad():
         probabilities = torch.softmax(model(inputs), dim=1)
     confidence, targets = probabilities.max(dim=1)
+    layer_name = next(name for name, module in model.named_modules() if module is layer)
+    layer_shape = tuple(LayerActivation(model, layer).attribute(inputs[:1]).shape[1:])
 
     # Composites always draw on every bundled photo: a 2x2 grid needs 4 confidently predicted classes.
     tiles = torch.stack([preprocess_image(image, tile_size) for image in raw.values()])
@@ -209,7 +212,8 @@ def run_imagenet(
         },
         "config": {"sampler": "sa", "sampler_kwargs": sa_kwargs, "seed": seed, "deletion_steps": deletion_steps,
                    "scorecam_images": scorecam_images, "scorecam_pointing": scorecam_pointing,
-                   "internal_batch_size": internal_batch_size, "layer": "_bn1 (1280 maps, 7x7 at 224x224)", "num_threads": torch.get_num_threads()},
+                   "internal_batch_size": internal_batch_size, "num_threads": torch.get_num_threads(),
+                   "layer": f"`{layer_name}` ({layer_shape[0]} maps, {layer_shape[1]}×{layer_shape[2]} at 224²)"},
         "methods": entries,
         "summary": {name: summarise(entries[name]) for name in IMAGENET_METHODS},
         "scorecam_subset": {name: summarise(entries[name], subset_images, subset_pointing) for name in IMAGENET_METHODS},

@@ -35,7 +35,8 @@ OPPONENTS = ("Grad-CAM", "Grad-CAM++", "Score-CAM", "Grad-CAM top-K")
 
 
 def fmt(value: Optional[float], digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    value = None if value is None else float(value)  # the JSON file stores NaN as the string "nan"
+    if value is None or math.isnan(value):
         return "–"
     return f"{value:.{digits}f}"
 
@@ -52,6 +53,7 @@ def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> List[str]:
 
 def compare(ours: float, theirs: float, higher_is_better: bool) -> str:
     """'win', 'loss', 'tie' or 'n/a' for the QUBO's value against an opponent's, direction-aware."""
+    ours, theirs = (None if v is None else float(v) for v in (ours, theirs))
     if any(v is None or math.isnan(v) for v in (ours, theirs)):
         return "n/a"
     if abs(ours - theirs) <= TIE_TOLERANCE * max(1.0, abs(theirs)):
@@ -174,14 +176,37 @@ def _by_metric(verdicts):
     return [(label, direction, items) for (label, direction), items in grouped.items()]
 
 
+def compact_verdicts(results: dict) -> List[str]:
+    """One short line per metric: which opponents the QUBO beats / loses to, and at how many N_f (digits)."""
+    lines = []
+    if "digits" in results:
+        for label, direction, opponent_outcomes in _by_metric(digits_verdicts(results["digits"])):
+            outcomes: Dict[str, List[str]] = {}
+            for opponent, runs in opponent_outcomes:
+                for outcome in ("win", "loss", "tie"):
+                    count = sum(o == outcome for _, o, _, _ in runs)
+                    if count:
+                        outcomes.setdefault(outcome, []).append(f"{opponent} ({count}/{len(runs)} N_f)")
+            lines.append(_grouped(f"Digits, {label}", direction, outcomes))
+    if "imagenet" in results:
+        verdicts = imagenet_verdicts(results["imagenet"])
+        for label, direction, opponent_outcomes in _by_metric([(v[0], v[1], v[2], v[3]) for v in verdicts]):
+            outcomes = {}
+            for opponent, outcome in opponent_outcomes:
+                outcomes.setdefault(outcome, []).append(opponent)
+            lines.append(_grouped(f"ImageNet, {label}", direction, outcomes))
+    return lines
+
+
 def win_loss_counts(results: dict) -> str:
     outcomes = []
     if "digits" in results:
         outcomes += [o for *_, runs in digits_verdicts(results["digits"]) for _, o, _, _ in runs]
     if "imagenet" in results:
         outcomes += [v[3] for v in imagenet_verdicts(results["imagenet"])]
-    return (f"QUBO (unconstrained) vs baselines over all metric comparisons: {outcomes.count('win')} wins, "
-            f"{outcomes.count('loss')} losses, {outcomes.count('tie')} ties.")
+    return (f"QUBO (unconstrained) against the baselines and the top-K ablation, over all metric comparisons: "
+            f"{outcomes.count('win')} wins, {outcomes.count('loss')} losses, {outcomes.count('tie')} ties "
+            "(on digits' BC, Grad-CAM and Grad-CAM top-K are the same selection, so those count twice).")
 
 
 def markdown_report(results: dict) -> str:
@@ -229,6 +254,7 @@ def markdown_report(results: dict) -> str:
         lines += ["", "Matched subset (the photos/evaluations Score-CAM ran on):", ""]
         lines += imagenet_table(imagenet["scorecam_subset"]) + [""]
     lines += ["## Where the QUBO method wins and where it loses", "", win_loss_counts(results), ""]
+    lines += compact_verdicts(results) + ["", "With the numbers (QUBO's value first):", ""]
     lines += verdict_sentences(results)
     return "\n".join(lines) + "\n"
 
@@ -252,5 +278,6 @@ def readme_results_block(results: dict) -> str:
     if "imagenet" in results:
         lines += ["EfficientNet-Lite0 on bundled photos (Score-CAM on its affordable subset):", ""]
         lines += imagenet_table(results["imagenet"]["summary"]) + [""]
-    lines += [win_loss_counts(results), ""]
+    lines += ["Where the QUBO method (unconstrained) wins and loses, per metric:", ""] + compact_verdicts(results)
+    lines += ["", win_loss_counts(results), ""]
     return "\n".join(lines)

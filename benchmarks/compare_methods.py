@@ -10,6 +10,7 @@ Writes ``compare_methods.md`` / ``.json``, the README block ``README_results.md`
     python -m benchmarks.compare_methods            # full run (sized for ~15 min on 2 shared CPU cores)
     python -m benchmarks.compare_methods --quick    # a minute-sized run
     python -m benchmarks.compare_methods --parts digits --num-filters 16
+    python -m benchmarks.compare_methods --from-json benchmarks/results/compare_methods.json  # re-render only
 """
 from __future__ import annotations
 
@@ -53,8 +54,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--sa-reads", type=int, default=None, help="imagenet QUBO: simulated-annealing reads (10)")
     parser.add_argument("--sa-sweeps", type=int, default=None, help="imagenet QUBO: sweeps per read (1000)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (1: on a shared machine more threads spin against other jobs; "
+                             "the smoke run took 5x longer with 2 threads than with 1 on our 2 busy cores)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
+    parser.add_argument("--from-json", type=Path, default=None,
+                        help="re-render the report and README block from a saved compare_methods.json, run nothing")
     return parser.parse_args(argv)
 
 
@@ -123,8 +128,10 @@ def write_outputs(results: dict, out: Path) -> List[Path]:
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    if args.from_json is not None:
+        results = json.loads(args.from_json.read_text())
+        return report(results, args.out)
+    torch.set_num_threads(args.threads)
     config = resolve_config(args)
     start = perf_counter()
     results = run_benchmark(args.parts, config, args.seed, args.out)
@@ -136,7 +143,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         "num_threads": torch.get_num_threads(),
         "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}",
     }
-    paths = write_outputs(results, args.out)
+    return report(results, args.out)
+
+
+def report(results: dict, out: Path) -> dict:
+    """Write the outputs under ``out`` and print the markdown report."""
+    paths = write_outputs(results, out)
     print(paths[0].read_text())
     print("Written: " + ", ".join(str(p) for p in paths))
     return results

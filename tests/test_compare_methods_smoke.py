@@ -151,8 +151,9 @@ def test_report_is_direction_aware_and_complete(digits_run, imagenet_run, tmp_pa
     # The verdict on Average Drop against Grad-CAM follows the digits numbers (lower is better).
     ours, theirs = (digits_run["methods"][m]["average_drop"] for m in ("QUBO", "Grad-CAM"))
     verb = "wins against" if ours < theirs else "loses against" if ours > theirs else "ties with"
-    sentence = next(line for line in report.splitlines() if line.startswith("- Digits, Average Drop % (↓): QUBO"))
-    clause = next(part for part in sentence.split("; ") if "Grad-CAM at N_f=16" in part)
+    sentence = next(line for line in report.splitlines()
+                    if line.startswith("- Digits, Average Drop % (↓): QUBO") and "Grad-CAM at N_f=16 (" in line)
+    clause = next(part for part in sentence.split("; ") if "Grad-CAM at N_f=16 (" in part)
     assert verb in clause
     assert "make benchmark" in readme_results_block(results)
     paths = compare_methods.write_outputs(results, tmp_path)
