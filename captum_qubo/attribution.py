@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import warnings
 from time import perf_counter
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 import dimod
 import numpy as np
 import torch
 from captum._utils.common import _format_additional_forward_args, _format_tensor_into_tuples
-from captum._utils.gradient import compute_layer_gradients_and_eval
 from captum._utils.typing import TargetType
 from captum.attr._utils.attribution import GradientAttribution, LayerAttribution
 from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
+from captum_qubo.layer_evaluation import layer_gradients_and_activations, layer_name
 from captum_qubo.qubo import FORMULATIONS, build_feature_map_qubo
 from captum_qubo.samplers import check_sampler_ready, get_sampler, sample_lowest_energy
 from captum_qubo.selection import FeatureMapSelection
@@ -147,7 +147,6 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
         check_sampler_ready(self.sampler_spec)
         sampler = self._resolve_sampler()
         inputs = _format_tensor_into_tuples(inputs)
-        _check_finite(inputs)
         num_samples = inputs[0].shape[0]
         targets = per_sample_targets(target, num_samples)
 
@@ -160,19 +159,17 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
                 extra_args = tuple(_ordinary(arg) for arg in extra_args)
             target = _ordinary(target)
             start = perf_counter()
-            layer_gradients, layer_evals = compute_layer_gradients_and_eval(
-                TargetChecker(self.forward_func, target, num_samples),
+            gradients, activations = layer_gradients_and_activations(
+                self.forward_func,
                 self.layer,
                 inputs,
                 target,
                 extra_args,
-                device_ids=self.device_ids or getattr(self.forward_func, "device_ids", None),
-                attribute_to_layer_input=attribute_to_layer_input,
+                self.device_ids,
+                attribute_to_layer_input,
             )
             forward_backward = perf_counter() - start
-        gradients, activations = self._single_4d(layer_gradients, layer_evals, attribute_to_layer_input)
-        importance = gradients.detach().mean(dim=(2, 3))
-        activations = activations.detach()
+        importance = gradients.mean(dim=(2, 3))
         self._check_cardinality(activations.shape[1])
 
         importance_np = importance.double().cpu().numpy()
@@ -194,23 +191,10 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
             self._sampler = get_sampler(self.sampler_spec)
         return self._sampler
 
-    def _single_4d(
-        self, gradients: Tuple[Tensor, ...], evals: Tuple[Tensor, ...], to_input: bool
-    ) -> Tuple[Tensor, Tensor]:
-        side = "input" if to_input else "output"
-        shapes = [tuple(t.shape) for t in evals]
-        if len(evals) != 1 or evals[0].dim() != 4:
-            raise ValueError(
-                f"QuboFeatureMapAttribution needs a layer whose {side} is one (N, C, H, W) tensor of "
-                f"feature maps, but {_layer_name(self.forward_func, self.layer)} gives {side} shape(s) "
-                f"{shapes}. Pick a convolutional layer or block (e.g. the last conv block)."
-            )
-        return gradients[0], evals[0]
-
     def _check_cardinality(self, num_channels: int) -> None:
         if self.k is not None and self.k > num_channels:
             raise ValueError(
-                f"k={self.k} but {_layer_name(self.forward_func, self.layer)} has only {num_channels} "
+                f"k={self.k} but {layer_name(self.forward_func, self.layer)} has only {num_channels} "
                 f"feature maps; choose k <= {num_channels}"
             )
 
@@ -289,56 +273,6 @@ def explanation_map(channel_weights: Tensor, feature_maps: Tensor) -> Tensor:
     return torch.where(span > 0, (summed - low) / torch.where(span > 0, span, torch.ones_like(span)), 0.0)
 
 
-class TargetChecker:
-    """``forward_func`` wrapped to reject out-of-range targets with a clear error.
-
-    Captum would otherwise fail inside ``torch.gather`` with an index error that names neither
-    the target nor the fix. The check runs inside Captum's forward, so its hook is removed by
-    Captum's own ``finally`` even when we raise.
-    """
-
-    def __init__(self, forward_func: Callable[..., Tensor], target: TargetType, num_samples: int) -> None:
-        self.forward_func = forward_func
-        self.target = target
-        self.num_samples = num_samples
-
-    def __call__(self, *args: Any) -> Tensor:
-        output = self.forward_func(*args)
-        if not isinstance(output, Tensor) or output.dim() == 0 or output.shape[0] != self.num_samples:
-            raise ValueError(
-                f"the model must return a tensor with one row per sample ({self.num_samples}), "
-                f"got {getattr(output, 'shape', type(output))}"
-            )
-        if self.target is None:
-            if output[0].numel() != 1:
-                raise ValueError(
-                    f"the model returns {tuple(output.shape[1:])} values per sample; pass target= the "
-                    "class index to explain (e.g. the predicted class, output.argmax(1))"
-                )
-            return output
-        indices = _int_targets(self.target)
-        if indices is not None and output.dim() == 2:
-            classes = output.shape[1]
-            bad = [t for t in indices if not 0 <= t < classes]
-            if bad:
-                raise ValueError(
-                    f"target {bad} out of range: the model has {classes} outputs; "
-                    f"use class indices 0..{classes - 1}"
-                )
-        return output
-
-
-def _int_targets(target: TargetType) -> Optional[List[int]]:
-    """The integer class indices in a target, or None for tuple-style targets of >2-D outputs."""
-    if isinstance(target, int):
-        return [target]
-    if isinstance(target, Tensor):
-        return [int(t) for t in target.flatten().tolist()]
-    if isinstance(target, list) and all(isinstance(t, (int, np.integer)) for t in target):
-        return [int(t) for t in target]
-    return None
-
-
 def per_sample_targets(target: TargetType, num_samples: int) -> List[Any]:
     """One target per sample (int, tuple or None), validating the Captum target formats."""
     if target is None or isinstance(target, (int, tuple)):
@@ -364,24 +298,6 @@ def per_sample_targets(target: TargetType, num_samples: int) -> List[Any]:
 def _ordinary(value: Any) -> Any:
     """An ordinary (non-inference) copy of an inference tensor; anything else unchanged."""
     return value.clone() if isinstance(value, Tensor) and value.is_inference() else value
-
-
-def _check_finite(inputs: Sequence[Tensor]) -> None:
-    for position, tensor in enumerate(inputs):
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            bad = (~torch.isfinite(tensor)).flatten(1).any(dim=1).nonzero().flatten().tolist()
-            raise ValueError(
-                f"inputs[{position}] contains NaN or inf (samples {bad}); clean or drop those samples "
-                "(e.g. torch.nan_to_num) before explaining"
-            )
-
-
-def _layer_name(forward_func: Callable, layer: Module) -> str:
-    if isinstance(forward_func, Module):
-        for name, module in forward_func.named_modules():
-            if module is layer:
-                return f"layer '{name}' ({type(layer).__name__})"
-    return f"layer {type(layer).__name__}"
 
 
 def _sampler_name(sampler: dimod.Sampler) -> str:

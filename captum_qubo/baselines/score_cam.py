@@ -1,5 +1,5 @@
 """Score-CAM (Wang et al., 2020, arXiv 1910.01279) as a Captum LayerAttribution (Captum issue #350)."""
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -7,7 +7,8 @@ from captum._utils.common import _format_additional_forward_args, _format_tensor
 from captum._utils.typing import TargetType
 from torch import Tensor
 
-from captum_qubo.baselines._base import ChannelWeightedLayerCam, layer_activations
+from captum_qubo.baselines._base import ChannelWeightedLayerCam
+from captum_qubo.layer_evaluation import layer_activations
 
 CHANNEL_SCORES = ("probability", "logit_softmax")
 

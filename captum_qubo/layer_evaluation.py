@@ -1,0 +1,165 @@
+"""One validated pass through Captum's layer machinery, shared by every feature-map method.
+
+QuboFeatureMapAttribution and the CAM baselines all need the same things from a layer: its (N, C, H, W) feature
+maps and, for the gradient methods, ∂score/∂maps — taken with Captum's own ``compute_layer_gradients_and_eval`` /
+``_forward_layer_eval`` (``torch.autograd.grad``: parameters' ``.grad`` and the model's mode stay untouched,
+Captum removes its hooks even when the model raises). This module adds the checks that turn Captum's deep errors
+into messages naming the problem and the fix: non-finite inputs, bad targets, layers without 4-D maps.
+"""
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+
+import torch
+from captum._utils.common import _format_tensor_into_tuples
+from captum._utils.gradient import _forward_layer_eval, compute_layer_gradients_and_eval
+from captum._utils.typing import TargetType
+from torch import Tensor
+from torch.nn import Module
+
+
+class TargetCheckedForward:
+    """Wraps ``forward_func`` so that a bad ``target`` is reported against the model's real output shape.
+
+    Captum would otherwise fail deep inside ``torch.gather`` with an index error; raising here, inside the
+    forward pass, still lets Captum's ``finally`` remove its layer hooks.
+    """
+
+    def __init__(self, forward_func: Callable[..., Tensor], target: TargetType, num_examples: int) -> None:
+        self.forward_func = forward_func
+        self.target = target
+        self.num_examples = num_examples
+        # Captum reads device ids off a DataParallel forward_func; keep them visible through the wrapper.
+        self.device_ids = getattr(forward_func, "device_ids", None)
+
+    def __call__(self, *args: Any) -> Tensor:
+        output = self.forward_func(*args)
+        check_target(output, self.target, self.num_examples)
+        return output
+
+
+def check_target(output: Tensor, target: TargetType, num_examples: int) -> None:
+    """Raise a ValueError naming the problem when ``target`` cannot index ``output`` (N, classes, ...)."""
+    if target is None:
+        if output.dim() > 1 and output[0].numel() != 1:
+            raise ValueError(
+                f"target=None, but the model returns {tuple(output.shape[1:])} scores per example; pass "
+                "target=<class index> (an int, a list of N ints or a 1-D tensor), e.g. output.argmax(1)"
+            )
+        return
+    if isinstance(target, tuple):
+        _check_index_tuple(output, target)
+        return
+    if isinstance(target, list):
+        if len(target) != num_examples:
+            raise ValueError(f"target is a list of length {len(target)}, but the inputs hold {num_examples} examples")
+        if target and isinstance(target[0], tuple):
+            for index_tuple in target:
+                _check_index_tuple(output, index_tuple)
+            return
+    if isinstance(target, Tensor) and target.numel() not in (1, num_examples):
+        raise ValueError(f"target tensor has {target.numel()} entries; give 1 or one per example ({num_examples})")
+    if output.dim() < 2:
+        raise ValueError(f"the model returns one score per example (shape {tuple(output.shape)}); use target=None")
+    _check_indices(torch.as_tensor(target), output.shape[1])
+
+
+def _check_index_tuple(output: Tensor, index_tuple: tuple) -> None:
+    if output.dim() < len(index_tuple) + 1:
+        raise ValueError(f"target {index_tuple} has more indices than the output {tuple(output.shape)} has dimensions")
+    for dim, index in enumerate(index_tuple, start=1):
+        _check_indices(torch.as_tensor(index), output.shape[dim])
+
+
+def _check_indices(indices: Tensor, size: int) -> None:
+    if indices.dtype.is_floating_point or indices.dtype == torch.bool:
+        raise TypeError(f"target must hold integer class indices, got dtype {indices.dtype}")
+    out_of_range = (indices < 0) | (indices >= size)
+    if out_of_range.any():
+        bad = indices[out_of_range].flatten()[0].item()
+        raise ValueError(f"target {bad} is out of range for a model output with {size} classes; use 0..{size - 1}")
+
+
+def check_finite_inputs(inputs: Sequence[Tensor]) -> None:
+    """Raise a ValueError naming the input and the samples that hold NaN or infinite values."""
+    for position, tensor in enumerate(inputs):
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            bad = (~torch.isfinite(tensor)).flatten(1).any(dim=1).nonzero().flatten().tolist()
+            raise ValueError(
+                f"inputs[{position}] contains NaN or inf (samples {bad}); clean or drop those samples "
+                "(e.g. torch.nan_to_num) before explaining"
+            )
+
+
+def single_4d(
+    layer_tensors: Tuple[Tensor, ...], forward_func: Callable, layer: Module, attribute_to_layer_input: bool
+) -> Tensor:
+    """The layer's one (N, C, H, W) tensor, or a ValueError that names the layer and says which to pick instead."""
+    side = "input" if attribute_to_layer_input else "output"
+    if len(layer_tensors) != 1 or layer_tensors[0].dim() != 4:
+        shapes = [tuple(t.shape) for t in layer_tensors]
+        raise ValueError(
+            f"feature-map methods need a layer whose {side} is one (N, C, H, W) tensor, but "
+            f"{layer_name(forward_func, layer)} gives {side} shape(s) {shapes}. Pick a convolutional layer or "
+            "block (or its BatchNorm/activation), e.g. the last conv block."
+        )
+    return layer_tensors[0]
+
+
+def layer_name(forward_func: Callable, layer: Module) -> str:
+    """``layer 'name' (Type)`` when ``forward_func`` is the module holding ``layer``, else ``layer Type``."""
+    if isinstance(forward_func, Module):
+        for name, module in forward_func.named_modules():
+            if module is layer:
+                return f"layer '{name}' ({type(layer).__name__})"
+    return f"layer {type(layer).__name__}"
+
+
+def layer_gradients_and_activations(
+    forward_func: Callable[..., Tensor],
+    layer: Module,
+    inputs: Union[Tensor, Tuple[Tensor, ...]],
+    target: TargetType,
+    additional_forward_args: Any,
+    device_ids: Optional[List[int]],
+    attribute_to_layer_input: bool,
+    grad_kwargs: Optional[dict] = None,
+) -> Tuple[Tensor, Tensor]:
+    """Validated (∂score/∂A, A), both (N, C, H, W) and detached, from one pass of Captum's helper.
+
+    Uses ``torch.autograd.grad`` (via Captum), so parameters' ``.grad`` and the model's mode stay untouched.
+    """
+    inputs = _format_tensor_into_tuples(inputs)
+    check_finite_inputs(inputs)
+    gradients, activations = compute_layer_gradients_and_eval(
+        TargetCheckedForward(forward_func, target, inputs[0].shape[0]),
+        layer,
+        inputs,
+        target,
+        additional_forward_args,
+        device_ids=device_ids,
+        attribute_to_layer_input=attribute_to_layer_input,
+        grad_kwargs=grad_kwargs,
+    )
+    activations = single_4d(activations, forward_func, layer, attribute_to_layer_input)
+    return gradients[0].detach(), activations.detach()
+
+
+def layer_activations(
+    forward_func: Callable[..., Tensor],
+    layer: Module,
+    inputs: Tuple[Tensor, ...],
+    target: TargetType,
+    additional_forward_args: Any,
+    device_ids: Optional[List[int]],
+    attribute_to_layer_input: bool,
+) -> Tensor:
+    """Validated activations A (N, C, H, W) from one gradient-free forward pass (target checked on the output)."""
+    check_finite_inputs(inputs)
+    activations = _forward_layer_eval(
+        TargetCheckedForward(forward_func, target, inputs[0].shape[0]),
+        inputs,
+        layer,
+        additional_forward_args,
+        device_ids=device_ids,
+        attribute_to_layer_input=attribute_to_layer_input,
+    )
+    return single_4d(activations, forward_func, layer, attribute_to_layer_input).detach()
