@@ -127,10 +127,10 @@ def summarise(entry: dict, num_images: Optional[int] = None, num_pointing: Optio
 
 def run_imagenet(
     photos: Sequence[Tuple[str, str]] = PHOTOS,
-    num_composites: int = 2,
-    deletion_steps: int = 6,
-    scorecam_images: int = 1,
-    scorecam_pointing: int = 0,
+    num_composites: int = 3,
+    deletion_steps: int = 10,
+    scorecam_images: int = 3,
+    scorecam_pointing: int = 2,
     sa_kwargs: Optional[dict] = None,
     seed: int = 0,
     internal_batch_size: int = 64,

@@ -4,8 +4,8 @@ Part 1 (``digits``): the paper's class-disentanglement experiment on scikit-lear
 Part 2 (``imagenet``): pretrained EfficientNet-Lite0 on photos bundled with scikit-image, scikit-learn and
 matplotlib: Average Drop, Increase in Confidence, deletion/insertion AUC, grid pointing game, latency.
 
-Writes ``compare_methods.md`` / ``.json``, the README block ``README_results.md`` and the figures under
-``--out`` (default ``benchmarks/results``) and prints the report. Run from the repository root::
+Writes ``compare_methods.md`` / ``.json``, the README block ``compare_methods_readme_block.md`` and the
+figures under ``--out`` (default ``benchmarks/results``) and prints the report. Run from the repository root::
 
     python -m benchmarks.compare_methods            # full run (sized for ~15 min on 2 shared CPU cores)
     python -m benchmarks.compare_methods --quick    # a minute-sized run
@@ -45,12 +45,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--num-filters", type=int, nargs="+", default=None, help="digits N_f values (16 24 32)")
     parser.add_argument("--per-class", type=int, default=None, help="digits: images per class (20)")
     parser.add_argument("--num-photos", type=int, default=None, help=f"imagenet: first n of the {len(PHOTOS)} photos")
-    parser.add_argument("--num-composites", type=int, default=None, help="imagenet: 2x2 pointing-game composites (2)")
-    parser.add_argument("--deletion-steps", type=int, default=None, help="imagenet: deletion/insertion steps (6)")
+    parser.add_argument("--num-composites", type=int, default=None, help="imagenet: 2x2 pointing-game composites (3)")
+    parser.add_argument("--deletion-steps", type=int, default=None, help="imagenet: deletion/insertion steps (10)")
     parser.add_argument("--scorecam-images", type=int, default=None,
-                        help="imagenet: photos Score-CAM explains (1; 1280 forward passes each)")
+                        help="imagenet: photos Score-CAM explains (3; 1280 forward passes each)")
     parser.add_argument("--scorecam-pointing", type=int, default=None,
-                        help="imagenet: pointing-game evaluations Score-CAM explains (0)")
+                        help="imagenet: pointing-game evaluations Score-CAM explains (2)")
     parser.add_argument("--sa-reads", type=int, default=None, help="imagenet QUBO: simulated-annealing reads (10)")
     parser.add_argument("--sa-sweeps", type=int, default=None, help="imagenet QUBO: sweeps per read (1000)")
     parser.add_argument("--seed", type=int, default=0)
@@ -70,10 +70,10 @@ def resolve_config(args: argparse.Namespace) -> dict:
         "num_filters": [16] if quick else [16, 24, 32],
         "per_class": 3 if quick else 20,
         "num_photos": 3 if quick else len(PHOTOS),
-        "num_composites": 1 if quick else 2,
-        "deletion_steps": 4 if quick else 6,
-        "scorecam_images": 0 if quick else 1,
-        "scorecam_pointing": 0,
+        "num_composites": 1 if quick else 3,
+        "deletion_steps": 4 if quick else 10,
+        "scorecam_images": 0 if quick else 3,
+        "scorecam_pointing": 0 if quick else 2,
         "sa_reads": 2 if quick else 10,
         "sa_sweeps": 200 if quick else 1000,
     }
@@ -117,9 +117,9 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 def write_outputs(results: dict, out: Path) -> List[Path]:
-    """compare_methods.md, compare_methods.json and README_results.md under ``out``."""
+    """compare_methods.md, compare_methods.json and compare_methods_readme_block.md under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "compare_methods.md", out / "compare_methods.json", out / "README_results.md"]
+    paths = [out / "compare_methods.md", out / "compare_methods.json", out / "compare_methods_readme_block.md"]
     write_atomically(paths[0], markdown_report(results))
     write_atomically(paths[1], json.dumps(json_safe(results), indent=1))
     write_atomically(paths[2], readme_results_block(results))
