@@ -116,7 +116,7 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
         self.formulation = formulation
         self.k = k
         self.beta = float(beta)
-        self.seed = seed
+        self.seed = self.sampler_kwargs.pop("seed", seed)  # a seed in sampler_kwargs takes precedence
         self.max_variables = max_variables
         self._sampler: Optional[dimod.Sampler] = None
         self.last_selections: List[FeatureMapSelection] = []

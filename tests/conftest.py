@@ -16,8 +16,12 @@ from captum_qubo.zoo import (
 EGYPTIAN_CAT = 285
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # One intra-op thread per xdist worker: `pytest -n 2` on 2 cores would otherwise oversubscribe.
+    # One thread per xdist worker, for torch and for numpy's BLAS: `pytest -n 2` on 2 cores would otherwise
+    # oversubscribe (small dense eigh/expm ran 35× slower that way).
+    from threadpoolctl import threadpool_limits
+
     torch.set_num_threads(1)
+    threadpool_limits(1)
 
 
 @pytest.fixture(scope="session")

@@ -366,3 +366,16 @@ def test_unknown_sampler_fails_before_any_forward_pass(digits_model, digits_batc
 def test_bad_options_fail_at_construction(digits_model, kwargs, message):
     with pytest.raises(ValueError, match=message):
         QuboFeatureMapAttribution(digits_model, digits_model.reduce, **kwargs)
+
+
+def test_seed_in_sampler_kwargs_takes_precedence(digits_model, digits_batch):
+    images, labels = digits_batch
+    via_kwargs = QuboFeatureMapAttribution(
+        digits_model, digits_model.reduce, sampler="sa", seed=0, sampler_kwargs={"seed": 7}
+    )
+    via_seed = QuboFeatureMapAttribution(digits_model, digits_model.reduce, sampler="sa", seed=7)
+    via_kwargs.attribute(images, target=labels)
+    via_seed.attribute(images, target=labels)
+    assert via_kwargs.seed == 7
+    for a, b in zip(via_kwargs.last_selections, via_seed.last_selections):
+        np.testing.assert_array_equal(a.channels, b.channels)
