@@ -34,7 +34,7 @@ from benchmarks._report import markdown_report, readme_results_block
 from captum_qubo.selection import json_safe
 
 PARTS = ("digits", "imagenet")
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+DEFAULT_OUT = Path("benchmarks") / "results"  # relative, so report paths read the same on every checkout
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
