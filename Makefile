@@ -23,6 +23,14 @@ demo: install
 test: install
 	$(PY) -m pytest -n 2 -q
 
+# All benchmarks (~40 min on 2 cores); each prints its table and writes benchmarks/results/.
+benchmark: install
+	$(PY) -m benchmarks.compare_methods
+	$(PY) benchmarks/latency.py
+	$(PY) benchmarks/annealing_study.py
+	$(PY) benchmarks/callback_overhead.py
+	$(PY) benchmarks/train_digits_with_explanations.py
+
 # Parity with pytorch-grad-cam in its own venv (torch 2.14.1 + torchvision 0.29.1 + grad-cam); CI runs it too.
 test-peers:
 	bash .ci/peers.sh
