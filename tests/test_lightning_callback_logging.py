@@ -120,5 +120,7 @@ def test_no_memory_growth_over_22_epochs(tmp_path):
     early, late = probe.samples  # after warm-up and at the end: 17 explained epochs apart, 3 with pictures
     # One explained epoch holds ~80 kB of tensors (inputs, activations, maps); keeping any of it would show.
     assert late["tensor_bytes"] - early["tensor_bytes"] <= 1024
-    assert late["objects"] - early["objects"] <= 200  # a kept figure alone is thousands of objects
+    # A kept BC-matrix figure alone is ~10,000 objects; the history legitimately grows by a few dicts per epoch and
+    # Lightning/TensorBoard keep small bookkeeping (measured +150..+480 over these 17 epochs, load-dependent).
+    assert late["objects"] - early["objects"] <= 2000
     assert late["rss"] - early["rss"] <= 32 * 2**20
