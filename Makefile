@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_CPU ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-peers benchmark clean
+.PHONY: install demo test test-peers bench-peers benchmark clean
 
 install: $(STAMP)
 
@@ -34,6 +34,10 @@ benchmark: install
 # Parity with pytorch-grad-cam in its own venv (torch 2.14.1 + torchvision 0.29.1 + grad-cam); CI runs it too.
 test-peers:
 	bash .ci/peers.sh
+
+# Our baselines next to pytorch-grad-cam (maps and latency), in the peers venv.
+bench-peers: test-peers
+	.venv-peers/bin/python benchmarks/peer_comparison.py
 
 clean:
 	rm -rf $(VENV) .venv-peers out build *.egg-info
