@@ -10,7 +10,8 @@ from captum_qubo.annealing.landau_zener import landau_zener_success
 from captum_qubo.annealing.reference import reference_anneal
 from captum_qubo.annealing.schedules import Schedule, get_schedule
 from captum_qubo.annealing.simulator import QuantumAnnealingSimulator
-from captum_qubo.annealing.spectrum import GapProfile, lowest_levels, minimum_gap
+from captum_qubo.annealing.levels import lowest_levels
+from captum_qubo.annealing.spectrum import GapProfile, minimum_gap
 
 __all__ = [
     "AnnealingHamiltonian",

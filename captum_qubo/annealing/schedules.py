@@ -65,6 +65,12 @@ class Schedule:
         s = np.asarray(s, dtype=np.float64)
         return np.asarray(self.A(s), dtype=np.float64), np.asarray(self.B(s), dtype=np.float64)
 
+    def derivative(self, s: float, step: float = 1e-6) -> tuple:
+        """(A'(s), B'(s)) by a central difference (one-sided at the ends of [0, 1])."""
+        lo, hi = max(s - step, 0.0), min(s + step, 1.0)
+        (a_lo, b_lo), (a_hi, b_hi) = self(lo), self(hi)
+        return float((a_hi - a_lo) / (hi - lo)), float((b_hi - b_lo) / (hi - lo))
+
 
 def _dwave_schedule() -> Schedule:
     s, a, b = DWAVE_ADVANTAGE_TABLE.T
