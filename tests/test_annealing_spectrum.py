@@ -73,18 +73,34 @@ def test_matrix_free_product_equals_dense_kronecker_matrix(driver, d):
     )
 
 
-def test_lanczos_levels_equal_dense_eigh_on_digits_qubos(digits_qubos):
+@pytest.mark.parametrize("iterative", ["lanczos", "davidson"])
+def test_iterative_levels_equal_dense_eigh_on_digits_qubos(digits_qubos, iterative):
     assert digits_qubos, "the digits model gave no QUBO with 2..10 variables"
     schedule = get_schedule("linear")
     for qubo in digits_qubos:
         energies = brute_force_energies(qubo)
         hamiltonian = AnnealingHamiltonian(energies, "paper")
-        for s in (0.0, 0.37, 0.81, 1.0):
+        # Early points take Davidson's Hadamard-basis preconditioner, late ones the computational one.
+        for s in (0.0, 0.1, 0.37, 0.81, 0.97, 1.0):
             a, b = map(float, schedule(s))
-            dense_levels = np.linalg.eigvalsh(dense_hamiltonian(energies, 1.0 / qubo.num_variables, a, b))[:3]
-            method = "lanczos" if energies.size > 8 else "dense"
-            levels, _ = lowest_levels(hamiltonian, a, b, 3, method=method)
+            dense = dense_hamiltonian(energies, 1.0 / qubo.num_variables, a, b)
+            dense_levels = np.linalg.eigvalsh(dense)[:3]
+            method = iterative if energies.size > 8 else "dense"
+            levels, vectors = lowest_levels(hamiltonian, a, b, 3, method=method)
             np.testing.assert_allclose(levels, dense_levels, atol=1e-8)
+            np.testing.assert_allclose(dense @ vectors, vectors * levels, atol=1e-7)
+
+
+def test_hadamard_transform_diagonalises_the_driver():
+    from scipy.linalg import hadamard
+
+    d = 7
+    hamiltonian = AnnealingHamiltonian(np.random.default_rng(0).normal(size=1 << d), "paper")
+    identity = np.eye(1 << d)
+    transform = hamiltonian.hadamard_transform(identity)
+    np.testing.assert_allclose(transform, hadamard(1 << d) / np.sqrt(1 << d), atol=1e-14)
+    driver = dense_hamiltonian(np.zeros(1 << d), 1.0 / d, 1.0, 0.0)
+    np.testing.assert_allclose(transform @ driver @ transform, np.diag(hamiltonian.driver_basis_diagonal()), atol=1e-13)
 
 
 def dense_gap_curve(energies, coefficient, s_grid, schedule="linear"):
@@ -98,14 +114,15 @@ def dense_gap_curve(energies, coefficient, s_grid, schedule="linear"):
     return np.array(gaps)
 
 
-def test_adaptive_minimum_gap_equals_dense_fine_grid_on_digits_qubos(digits_qubos):
+@pytest.mark.parametrize("method", ["lanczos", "davidson"])
+def test_adaptive_minimum_gap_equals_dense_fine_grid_on_digits_qubos(digits_qubos, method):
     fine = np.linspace(0.0, 1.0, 1001)
     small = [qubo for qubo in digits_qubos if qubo.num_variables <= 8]  # 1001 dense eighs each
     assert small, "no digits QUBO with at most 8 variables"
     for qubo in small[:3]:
         energies = brute_force_energies(qubo)
         d = qubo.num_variables
-        profile = minimum_gap(AnnealingHamiltonian(energies, "paper"), "linear", method="lanczos" if d > 3 else "dense")
+        profile = minimum_gap(AnnealingHamiltonian(energies, "paper"), "linear", method=method if d > 3 else "dense")
         dense = dense_gap_curve(energies, 1.0 / d, fine)
         # Brent (xatol 1e-3 in s) on a quadratic minimum: Δ_min within 1e-4 relative of the dense curve's.
         assert profile.delta_min == pytest.approx(dense.min(), rel=1e-4)
@@ -118,12 +135,13 @@ def test_minimum_gap_matches_dense_on_random_qubos(schedule):
     for seed in range(2):
         qubo = random_qubo(6, seed)
         energies = brute_force_energies(qubo)
-        profile = minimum_gap(AnnealingHamiltonian(energies), schedule, method="lanczos")
+        profile = minimum_gap(AnnealingHamiltonian(energies), schedule, method="davidson")
         dense = dense_gap_curve(energies, -1.0, fine, schedule)
         assert profile.delta_min == pytest.approx(dense.min(), abs=2e-4)
 
 
-def test_degenerate_ground_manifold_is_not_a_zero_gap():
+@pytest.mark.parametrize("method", ["lanczos", "davidson"])
+def test_degenerate_ground_manifold_is_not_a_zero_gap(method):
     # Two identical maps with equal importance: swapping them is a symmetry, and with a small β
     # their redundancy outweighs the reward of keeping both, so the ground state is two-fold.
     maps = np.random.default_rng(1).normal(size=(4, 5, 5))
@@ -134,7 +152,7 @@ def test_degenerate_ground_manifold_is_not_a_zero_gap():
     assert order[1] - order[0] < 1e-12 < order[2] - order[0]  # doubly degenerate
     hamiltonian = AnnealingHamiltonian(energies)
     assert hamiltonian.ground_manifold().size == 2
-    profile = minimum_gap(hamiltonian, "linear", method="lanczos")
+    profile = minimum_gap(hamiltonian, "linear", method=method)
     assert profile.ground_degeneracy == 2
     assert profile.levels.shape[1] == 3
     # At s = 1 the gap is the classical one to the third-lowest energy, not the zero E_1 − E_0.
@@ -153,3 +171,29 @@ def test_constant_problem_has_no_gap_and_says_so():
         AnnealingHamiltonian(np.zeros(4), driver="minus")
     with pytest.raises(ValueError, match="schedule"):
         get_schedule("cubic")
+
+
+def test_hellmann_feynman_slope_and_crossing_speed_match_dense_finite_differences(digits_qubos):
+    qubo = max(digits_qubos, key=lambda q: q.num_variables)
+    energies = brute_force_energies(qubo)
+    d = qubo.num_variables
+    profile = minimum_gap(AnnealingHamiltonian(energies, "paper"), "linear", method="davidson")
+    assert 0.0 < profile.s_min < 1.0, "this check needs an interior minimum"
+    # Independent: Δ from dense eigh around s_min; the minimum of a fitted parabola in Δ² gives
+    # s*, Δ_min and v² = ½ d²(Δ²)/ds².
+    offsets = np.linspace(-0.004, 0.004, 9)
+    dense_gaps = dense_gap_curve(energies, 1.0 / d, profile.s_min + offsets)
+    curvature, slope, constant = np.polyfit(offsets, dense_gaps**2, 2)
+    s_star = profile.s_min - slope / (2 * curvature)
+    assert profile.s_min == pytest.approx(s_star, abs=2e-4)
+    assert profile.delta_min == pytest.approx(np.sqrt(constant - slope**2 / (4 * curvature)), rel=1e-4)
+    assert profile.gap_speed == pytest.approx(np.sqrt(curvature), rel=0.05)
+
+
+def test_one_and_two_workers_agree(digits_qubos):
+    energies = brute_force_energies(max(digits_qubos, key=lambda q: q.num_variables))
+    one, two = (minimum_gap(AnnealingHamiltonian(energies, "paper"), workers=w, method="davidson") for w in (1, 2))
+    assert one.delta_min == pytest.approx(two.delta_min, rel=1e-7)
+    assert one.s_min == pytest.approx(two.s_min, abs=1e-6)
+    with pytest.raises(ValueError, match="workers"):
+        minimum_gap(AnnealingHamiltonian(energies, "paper"), workers=3)
