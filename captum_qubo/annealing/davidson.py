@@ -1,18 +1,20 @@
-"""Lowest eigenpairs of a symmetric matrix given only its product and diagonal: block Davidson.
+"""Lowest eigenpairs of a symmetric matrix from its product and a preconditioner: block Davidson.
 
 Why not ARPACK. Near the end of the anneal H(s) = A H_D + B H_P is dominated by its diagonal
 B H_P and the gaps we need are tiny next to the spectral width (‖H_P‖ grows like d²); Lanczos then
-needs hundreds of products per level. Davidson's correction (D − θ)⁻¹ r with D the diagonal is
-nearly a shift-invert step there, so a few products per level suffice; where the driver
-dominates (small s) the diagonal is nearly constant and the correction becomes the residual —
-a Krylov step, as in Lanczos. We use Olsen's form of the correction, which removes its component
-along the Ritz vector (otherwise a near-exact preconditioner just returns that vector and the
-iteration stalls), and thick restarts that keep the current Ritz vectors.
+needs hundreds of products per level. Davidson's correction M⁻¹r with M = D − θ, D the diagonal,
+is nearly a shift-invert step there, so a few products per level suffice. Early in the anneal
+the driver dominates and is diagonal in the Hadamard basis, so the same correction taken in
+that basis works (see :func:`captum_qubo.annealing.levels.davidson_preconditioner`). We use
+Olsen's form of the correction, which removes its component along the Ritz vector (otherwise a
+near-exact preconditioner just returns that vector and the iteration stalls), and thick
+restarts that keep the current Ritz vectors.
 
 Convergence is declared on the residuals of the wanted pairs only: ‖H x_i − θ_i x_i‖ ≤ tol for
 i < num_levels. For a symmetric matrix each θ_i is then within tol of an eigenvalue, and within
-tol²/δ_i where δ_i separates it from the rest of the spectrum. Extra ``guard`` vectors ride along
-so that the last wanted level does not converge to the wrong side of a near-degenerate cluster.
+tol²/δ_i where δ_i separates it from the rest of the spectrum. Extra ``guard`` vectors stay in
+the basis so that the last wanted level does not settle on the wrong side of a near-degenerate
+cluster.
 """
 from __future__ import annotations
 

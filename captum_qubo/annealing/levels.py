@@ -1,7 +1,7 @@
 """The lowest levels of a H_D + b H_P: dense, ARPACK Lanczos, or preconditioned Davidson.
 
-Davidson is the default for 2^d > 256 states. Its preconditioner is the diagonal of H in
-whichever basis H is closer to diagonal — the Hadamard basis (where the driver is diagonal)
+Davidson is the default above 64 states (dense eigh, faster below). Its preconditioner is the
+diagonal of H in whichever basis H is closer to diagonal — the Hadamard basis (where the driver is diagonal)
 early in the anneal, the computational basis late — so both ends of the anneal converge in a
 few products; see :mod:`captum_qubo.annealing.davidson`.
 """
@@ -16,7 +16,7 @@ from captum_qubo.annealing.davidson import davidson_lowest, diagonal_preconditio
 from captum_qubo.annealing.hamiltonian import AnnealingHamiltonian
 
 # Below this dimension the dense eigensolver is faster than iterative ones and always exact.
-DENSE_DIMENSION_LIMIT = 256
+DENSE_DIMENSION_LIMIT = 64
 # Davidson stops at residual norms of this times max(1, a bound on ‖H‖).
 RESIDUAL_TOLERANCE = 1e-9
 # Vectors carried beyond the wanted levels by Davidson.
@@ -42,7 +42,7 @@ def lowest_levels(
             H is closer to diagonal, see :func:`davidson_preconditioner`), ``"lanczos"``
             (ARPACK eigsh on a LinearOperator), ``"dense"`` (numpy eigh on the matrix
             assembled from the matrix-free product; small d only) or ``"auto"`` (dense below
-            256 states, Davidson above).
+            64 states, Davidson above).
         start_vectors: (2^d,) or (2^d, m) initial guesses, e.g. the levels' vectors at a
             nearby s (Lanczos uses the first column).
         gap_rtol: Davidson only: also accept residuals up to gap_rtol × (E_last − E_0); the
