@@ -23,11 +23,12 @@ demo: install
 test: install
 	$(PY) -m pytest -n 2 -q
 
-# All benchmarks (~40 min on 2 cores); each prints its table and writes benchmarks/results/.
+# All benchmarks (~75 min on 2 cores); each prints its table and writes benchmarks/results/.
 benchmark: install
 	$(PY) -m benchmarks.compare_methods
 	$(PY) benchmarks/latency.py
-	$(PY) benchmarks/annealing_study.py
+	$(PY) benchmarks/annealing_study.py --full --skip-speed
+	$(PY) benchmarks/annealing_study.py --speed-only --speed-dims 4 6 8 10 12 14 --ours-only-dims 16 18 20
 	$(PY) benchmarks/callback_overhead.py
 	$(PY) benchmarks/train_digits_with_explanations.py
 

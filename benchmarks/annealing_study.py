@@ -5,8 +5,8 @@ driver +(1/d)Σσx, linear schedule), success probability F at τ = 10, 50, 100,
 Landau–Zener estimate. Speed: our adaptive gap + error-controlled evolution vs the authors'
 method (dt = 0.01 expm_multiply + eigsh every step) at equal accuracy.
 
-    python benchmarks/annealing_study.py                  # ≈9 min on 2 cores (study ≈6, speed ≈3)
-    python benchmarks/annealing_study.py --full           # every correctly classified image
+    python benchmarks/annealing_study.py                  # 30 images per model + a shorter speed table
+    python benchmarks/annealing_study.py --full --skip-speed   # every correctly classified image (≈17 min)
     python benchmarks/annealing_study.py --speed-only --speed-dims 4 6 8 10 12 14 --ours-only-dims 16 18 20
                                                           # the published speed table (reference d=14 ≈ 5–10 min)
 """
@@ -282,9 +282,8 @@ def main():
             print(study_markdown(table, fits, args.taus, rows))
         if not args.skip_speed:
             speed = run_speed(args)
-            suffix = "_speed_only" if args.speed_only else ""
-            (args.out / f"annealing_speed{suffix}.json").write_text(json.dumps(speed, indent=1))
-            (args.out / f"annealing_speed{suffix}.md").write_text(speed_markdown(speed) + "\n")
+            (args.out / "annealing_speed.json").write_text(json.dumps(speed, indent=1))
+            (args.out / "annealing_speed.md").write_text(speed_markdown(speed) + "\n")
             print(speed_markdown(speed))
 
 
