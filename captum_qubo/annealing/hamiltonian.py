@@ -33,6 +33,17 @@ def _flip_counts(num_bits: int) -> np.ndarray:
     return np.bitwise_count(index[:, None] ^ index[None, :]).astype(np.int64)
 
 
+@lru_cache(maxsize=None)
+def _single_flip_sum(num_bits: int) -> np.ndarray:
+    """Σ_p σx_p on k bits: ones where row and column index differ in exactly one bit."""
+    return (_flip_counts(num_bits) == 1).astype(np.float64)
+
+
+def _popcounts(num_qubits: int) -> np.ndarray:
+    """(2^d,) number of set bits of every state index."""
+    return np.bitwise_count(np.arange(1 << num_qubits, dtype=np.uint64))
+
+
 def _bit_blocks(num_qubits: int) -> List[int]:
     """Sizes of consecutive bit blocks (lowest bits first) that cover num_qubits bits."""
     return [_BLOCK_BITS] * (num_qubits // _BLOCK_BITS) + ([num_qubits % _BLOCK_BITS] if num_qubits % _BLOCK_BITS else [])
@@ -131,7 +142,7 @@ class AnnealingHamiltonian:
         amplitude = 1.0 / np.sqrt(self.dimension)
         if self.driver_coefficient < 0:
             return np.full(self.dimension, amplitude, dtype=np.complex128)
-        parity = np.bitwise_count(np.arange(self.dimension, dtype=np.uint64)) & 1
+        parity = _popcounts(self.num_qubits) & 1
         return (amplitude * (1.0 - 2.0 * parity)).astype(np.complex128)
 
     def apply_transverse_sum(self, vectors: np.ndarray) -> np.ndarray:
@@ -141,7 +152,7 @@ class AnnealingHamiltonian:
         and column differ in one bit; summing one matrix product per block is about twice as
         fast as a pass over the state per qubit.
         """
-        return _over_bit_blocks(vectors, self.num_qubits, lambda k: (_flip_counts(k) == 1).astype(np.float64), accumulate=True)
+        return _over_bit_blocks(vectors, self.num_qubits, _single_flip_sum, accumulate=True)
 
     def hadamard_transform(self, vectors: np.ndarray) -> np.ndarray:
         """W · vectors with W = (H/√2)^⊗d, the change to the basis in which H_D is diagonal.
@@ -152,8 +163,7 @@ class AnnealingHamiltonian:
 
     def driver_basis_diagonal(self) -> np.ndarray:
         """(2^d,) eigenvalues of H_D by Hadamard-basis index: c·(d − 2·popcount(y))."""
-        popcount = np.bitwise_count(np.arange(self.dimension, dtype=np.uint64)).astype(np.float64)
-        return self.driver_coefficient * (self.num_qubits - 2.0 * popcount)
+        return self.driver_coefficient * (self.num_qubits - 2.0 * _popcounts(self.num_qubits))
 
     def apply(self, a: float, b: float, vectors: np.ndarray) -> np.ndarray:
         """(a H_D + b H_P) · vectors for schedule values a = A(s), b = B(s); (2^d,) or (2^d, m)."""

@@ -11,8 +11,8 @@ so a degenerate H_P never reads as a zero gap.
 
 Locating Δ_min. Δ on a coarse grid of s (to a loose relative accuracy: it only has to bracket
 the minima), then a root of g(s) = Δ(s)·Δ'(s) = ½ d(Δ²)/ds in the bracket around each of the
-lowest coarse minima. The slopes come free with every solve by Hellmann–Feynman,
-dE_i/ds = A'(s)⟨H_D⟩_i + B'(s)⟨H_P⟩_i. Near an avoided crossing Δ² ≈ Δ_min² + v²(s − s*)², so g
+lowest coarse minima. The slopes cost one product per level with each solve (Hellmann–Feynman,
+dE_i/ds = A'(s)⟨H_D⟩_i + B'(s)⟨H_P⟩_i). Near an avoided crossing Δ² ≈ Δ_min² + v²(s − s*)², so g
 is nearly linear, g ≈ v²(s − s*), and Brent's root finder needs few solves; its slope at the
 root is the crossing speed v² used by the Landau–Zener estimate. A narrow avoided crossing
 falling entirely between two coarse points can be missed; raise ``coarse_points`` against it.
