@@ -16,7 +16,7 @@ from captum._utils.gradient import compute_layer_gradients_and_eval
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import Tensor, nn
 
-from captum_qubo.attribution import QuboFeatureMapAttribution, explanation_map
+from captum_qubo.attribution.qubo_attribution import QuboFeatureMapAttribution, explanation_map
 from captum_qubo.baselines import LayerGradCamPlusPlus, LayerGradCamWithWeights, LayerScoreCam
 from captum_qubo.metrics import top_k_mask
 

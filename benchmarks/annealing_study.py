@@ -34,7 +34,7 @@ from captum_qubo.annealing import (  # noqa: E402
     minimum_gap,
     reference_anneal,
 )
-from captum_qubo.qubo import build_feature_map_qubo  # noqa: E402
+from captum_qubo.formulation.qubo import build_feature_map_qubo  # noqa: E402
 from captum_qubo.zoo import load_digits_split, train_digits_cnn  # noqa: E402
 
 PAPER = {

@@ -31,7 +31,7 @@ import torch
 from benchmarks._digits_experiment import run_digits
 from benchmarks._imagenet_experiment import PHOTOS, run_imagenet
 from benchmarks._report import markdown_report, readme_results_block
-from captum_qubo.selection import json_safe
+from captum_qubo.attribution.selection import json_safe
 
 PARTS = ("digits", "imagenet")
 DEFAULT_OUT = Path("benchmarks") / "results"  # relative, so report paths read the same on every checkout

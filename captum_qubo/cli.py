@@ -17,10 +17,11 @@ import numpy as np
 import torch
 from captum.attr import LayerAttribution
 
-from captum_qubo.attribution import DEFAULT_SAMPLER, QuboFeatureMapAttribution
-from captum_qubo.qubo import FORMULATIONS
-from captum_qubo.samplers import available_samplers, check_sampler_ready
-from captum_qubo.selection import json_safe
+from captum_qubo.attribution.options import DEFAULT_SAMPLER
+from captum_qubo.attribution.qubo_attribution import QuboFeatureMapAttribution
+from captum_qubo.formulation.qubo import FORMULATIONS
+from captum_qubo.solvers.registry import available_samplers, check_sampler_ready
+from captum_qubo.attribution.selection import json_safe
 from captum_qubo.visualization import explanation_figure, grad_cam_map, save_explanation_figure
 
 MODELS = ("efficientnet-lite0",)

@@ -15,10 +15,10 @@ from pytorch_lightning.utilities.model_helpers import is_overridden
 from torch import Tensor
 from torch.nn import Module, ModuleDict
 
-from captum_qubo.attribution import QuboFeatureMapAttribution, explanation_map
+from captum_qubo.attribution.qubo_attribution import QuboFeatureMapAttribution, explanation_map
 from captum_qubo.baselines import LayerGradCamWithWeights
 from captum_qubo.metrics import channel_sets_to_mask, masked_confidences, top_k_mask
-from captum_qubo.samplers import check_sampler_ready
+from captum_qubo.solvers.registry import check_sampler_ready
 from lightning_callbacks.explanation_metrics import METRIC_NAMES, ExplanationMetrics
 from lightning_callbacks.figures import disentanglement_image, log_images, overlay_grid, takes_images
 from lightning_callbacks.isolation import explanation_context, preserved_random_state

@@ -89,7 +89,7 @@ def test_bad_input_errors_name_the_problem():
 
 
 def test_registered_as_qa_sim():
-    samplers = pytest.importorskip("captum_qubo.samplers")
+    samplers = pytest.importorskip("captum_qubo.solvers.registry")
     if "qa-sim" not in samplers.available_samplers():
         pytest.skip("the sampler registry does not list 'qa-sim' yet")
     sampler = samplers.get_sampler("qa-sim")

@@ -7,7 +7,7 @@ from threadpoolctl import threadpool_limits
 import torch
 
 from captum_qubo.annealing import AnnealingHamiltonian, get_schedule, lowest_levels, minimum_gap
-from captum_qubo.qubo import build_feature_map_qubo
+from captum_qubo.formulation.qubo import build_feature_map_qubo
 
 PAULI_X = np.array([[0.0, 1.0], [1.0, 0.0]])
 

@@ -12,7 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from captum_qubo.attribution import QuboFeatureMapAttribution
-from captum_qubo.samplers import SamplerConfigurationError
+from captum_qubo.solvers.registry import SamplerConfigurationError
 
 EGYPTIAN_CAT = 285
 BETA = 0.7

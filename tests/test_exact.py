@@ -3,7 +3,7 @@ import dimod
 import numpy as np
 import pytest
 
-from captum_qubo.exact import (
+from captum_qubo.solvers.exact import (
     MAX_EXACT_VARIABLES,
     ExactMinimumSampler,
     all_energies,
@@ -11,7 +11,7 @@ from captum_qubo.exact import (
     index_to_states,
     iter_energies,
 )
-from captum_qubo.qubo import build_feature_map_qubo
+from captum_qubo.formulation.qubo import build_feature_map_qubo
 
 
 def _random_bqm(rng, d, vartype=dimod.BINARY, integer=False):

@@ -11,7 +11,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from captum_qubo.attribution import QuboFeatureMapAttribution
-from captum_qubo.samplers import SamplerConfigurationError
+from captum_qubo.solvers.registry import SamplerConfigurationError
 from lightning_callbacks import QuboExplanationCallback
 from lightning_callbacks.digits_example import DIGITS_LAYER, DigitsClassifier, DigitsDataModule
 from lightning_callbacks.validation_samples import stratified_indices

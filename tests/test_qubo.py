@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from captum_qubo.qubo import build_feature_map_qubo, k_hot_penalty
+from captum_qubo.formulation.qubo import build_feature_map_qubo, k_hot_penalty
 
 DIGIT_IMAGES_PER_PROBLEM_SET = 10
 EFFICIENTNET_IMAGES = ("chelsea", "coffee")

@@ -11,10 +11,10 @@ import pytest
 from dimod.testing import assert_sampler_api
 from dwave.samplers import SimulatedAnnealingSampler
 
-from captum_qubo import samplers as registry
-from captum_qubo.exact import ExactMinimumSampler
-from captum_qubo.qubo import build_feature_map_qubo
-from captum_qubo.samplers import (
+from captum_qubo.solvers import registry
+from captum_qubo.solvers.exact import ExactMinimumSampler
+from captum_qubo.formulation.qubo import build_feature_map_qubo
+from captum_qubo.solvers.registry import (
     LowestEnergySample,
     SamplerConfigurationError,
     available_samplers,
@@ -336,7 +336,7 @@ def test_missing_dwave_system_names_the_extra(monkeypatch):
 
 def test_optional_backends_are_imported_lazily():
     code = (
-        "import sys, captum_qubo.samplers as s; s.available_samplers(); "
+        "import sys, captum_qubo.solvers.registry as s; s.available_samplers(); "
         "assert 'dwave.system' not in sys.modules, 'dwave.system imported eagerly'; "
         "assert 'captum_qubo.annealing' not in sys.modules, 'annealing imported eagerly'"
     )

@@ -1,7 +1,7 @@
 """The annealing Hamiltonian H(s) = A(s) H_D + B(s) H_P, applied matrix-free in O(2^d) memory.
 
 H_P is diagonal: entry i is the QUBO energy of the bitstring with state index i (bit p of i is
-variable p, little-endian, as in :mod:`captum_qubo.exact`). The driver is a uniform transverse
+variable p, little-endian, as in :mod:`captum_qubo.solvers.exact`). The driver is a uniform transverse
 field H_D = c Σ_p σx_p, where σx_p flips bit p of the index:
 
 - ``driver="standard"``: c = −1, ground state |+⟩^⊗d (uniform amplitudes), energy −d.
@@ -19,7 +19,7 @@ from typing import List, Tuple
 import dimod
 import numpy as np
 
-from captum_qubo.exact import all_energies
+from captum_qubo.solvers.exact import all_energies
 
 DRIVERS = ("standard", "paper")
 # Bits handled per dense block when applying H_D or exp(−iθH_D); 4–6 is fastest (blocked gemm).
@@ -124,7 +124,7 @@ class AnnealingHamiltonian:
 
     @classmethod
     def from_qubo(cls, qubo, driver: str = "standard") -> "AnnealingHamiltonian":
-        """From a :class:`captum_qubo.qubo.FeatureMapQubo` (variable p = bit p)."""
+        """From a :class:`captum_qubo.formulation.qubo.FeatureMapQubo` (variable p = bit p)."""
         return cls(all_energies(qubo.linear, qubo.quadratic, qubo.offset), driver)
 
     @property

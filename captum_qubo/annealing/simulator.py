@@ -15,7 +15,7 @@ import numpy as np
 from captum_qubo.annealing.evolution import evolve
 from captum_qubo.annealing.hamiltonian import DRIVERS, AnnealingHamiltonian, bqm_energies
 from captum_qubo.annealing.schedules import SCHEDULES, Schedule
-from captum_qubo.exact import index_to_states
+from captum_qubo.solvers.exact import index_to_states
 
 # Working memory of one anneal: the state, the coarse/fine copies and temporaries, all complex128
 # over 2^d amplitudes, plus the float64 energies.

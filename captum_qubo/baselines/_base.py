@@ -3,7 +3,7 @@
 All three explain a prediction as L = Σ_k w_k A_k over the feature maps A_k of one conv layer; they differ only
 in the channel weights w. This module holds what they share, in pytorch-grad-cam's spirit of "one base, each
 variant overrides the weights": the weighted sum and the record of the weights. The validated pass through
-Captum's layer helpers is shared with the QUBO method (``captum_qubo.layer_evaluation``).
+Captum's layer helpers is shared with the QUBO method (``captum_qubo.attribution.layer_evaluation``).
 """
 from typing import Callable, List, Optional
 

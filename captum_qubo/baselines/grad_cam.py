@@ -6,7 +6,7 @@ from captum.attr import LayerGradCam
 from torch import Tensor
 from torch.nn import Module
 
-from captum_qubo.layer_evaluation import layer_gradients_and_activations
+from captum_qubo.attribution.layer_evaluation import layer_gradients_and_activations
 
 
 class LayerGradCamWithWeights(LayerGradCam):

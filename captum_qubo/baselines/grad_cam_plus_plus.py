@@ -6,7 +6,7 @@ from captum._utils.typing import TargetType
 from torch import Tensor
 
 from captum_qubo.baselines._base import ChannelWeightedLayerCam
-from captum_qubo.layer_evaluation import layer_gradients_and_activations
+from captum_qubo.attribution.layer_evaluation import layer_gradients_and_activations
 
 PYTORCH_GRAD_CAM_EPS = 1e-6
 

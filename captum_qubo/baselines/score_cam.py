@@ -8,7 +8,7 @@ from captum._utils.typing import TargetType
 from torch import Tensor
 
 from captum_qubo.baselines._base import ChannelWeightedLayerCam
-from captum_qubo.layer_evaluation import layer_activations
+from captum_qubo.attribution.layer_evaluation import layer_activations
 
 CHANNEL_SCORES = ("probability", "logit_softmax")
 

@@ -27,7 +27,7 @@ from dwave.samplers import (
     TabuSampler,
 )
 
-from captum_qubo.exact import ExactMinimumSampler
+from captum_qubo.solvers.exact import ExactMinimumSampler
 
 SamplerSpec = Union[str, dimod.Sampler, Callable[[], dimod.Sampler]]
 
@@ -45,6 +45,7 @@ class SamplerConfigurationError(ValueError):
 class _RegistryEntry:
     factory: Callable[[], dimod.Sampler]
     check: Optional[Callable[[], None]]
+    defaults: Dict[str, Any]
 
 
 _REGISTRY: Dict[str, _RegistryEntry] = {}
@@ -55,6 +56,7 @@ def register_sampler(
     factory: Callable[[], dimod.Sampler],
     overwrite: bool = False,
     check: Optional[Callable[[], None]] = None,
+    defaults: Optional[Dict[str, Any]] = None,
 ) -> None:
     """Make ``factory`` available under ``name`` for :func:`get_sampler`.
 
@@ -65,6 +67,8 @@ def register_sampler(
         check: optional zero-argument callable raising :class:`SamplerConfigurationError` when the
             sampler cannot run here (missing package, credentials); run by
             :func:`check_sampler_ready` and before ``factory``.
+        defaults: keyword arguments every ``sample`` call through this name gets unless the caller
+            overrides them (e.g. several reads for a heuristic); see :func:`sampler_defaults`.
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"sampler name must be a non-empty string, got {name!r}")
@@ -72,7 +76,12 @@ def register_sampler(
         raise TypeError(f"factory for {name!r} must be a zero-argument callable returning a dimod.Sampler")
     if name in _REGISTRY and not overwrite:
         raise ValueError(f"sampler {name!r} is already registered; pass overwrite=True to replace it")
-    _REGISTRY[name] = _RegistryEntry(factory, check)
+    _REGISTRY[name] = _RegistryEntry(factory, check, dict(defaults or {}))
+
+
+def sampler_defaults(spec: Any) -> Dict[str, Any]:
+    """The default ``sample`` keyword arguments of a registered name ({} for instances and callables)."""
+    return dict(_lookup(spec).defaults) if isinstance(spec, str) else {}
 
 
 def available_samplers() -> List[str]:
@@ -89,7 +98,7 @@ def _lookup(name: str) -> _RegistryEntry:
         raise SamplerConfigurationError(
             f"unknown sampler {name!r}.{hint} Available: {', '.join(_REGISTRY)}. You can also pass a "
             "dimod.Sampler instance, a zero-argument callable returning one, or register a name with "
-            "captum_qubo.samplers.register_sampler()."
+            "captum_qubo.solvers.registry.register_sampler()."
         ) from None
 
 
@@ -177,7 +186,8 @@ def sample_lowest_energy(
         seed: passed as ``seed`` to samplers that declare it, so a given seed reproduces the
             result; ignored by samplers without one (exact is deterministic; QPUs cannot be seeded).
         **sampler_kwargs: keyword arguments for ``sampler.sample`` (num_reads, num_sweeps ...);
-            each must be declared in ``sampler.parameters``.
+            each must be declared in ``sampler.parameters``. A registered name's defaults
+            (:func:`sampler_defaults`) apply beneath them, as in the explainer.
 
     Returns:
         :class:`LowestEnergySample`. A BQM without variables is not sent to the sampler: its
@@ -187,6 +197,7 @@ def sample_lowest_energy(
         SamplerConfigurationError: a keyword argument the sampler does not declare, or the
             sampler returned no samples.
     """
+    sampler_kwargs = {**sampler_defaults(sampler), **sampler_kwargs}
     sampler = get_sampler(sampler)
     unknown = sorted(set(sampler_kwargs) - set(sampler.parameters))
     if unknown:
@@ -327,16 +338,24 @@ def _require_annealing_simulator() -> None:
         ) from exc
 
 
+# Heuristic samplers get several reads by default: one read often stops in a local minimum.
+# Tabu's own default stops on a 100 ms wall-clock timeout, so its result would depend on machine
+# load; a restart budget (with a generous timeout as a safety net) keeps seeded runs reproducible.
+# One tabu read, even with restarts, can miss a k_hot optimum that 10 independent reads find.
+SEVERAL_READS = {"num_reads": 10}
+TABU_DEFAULTS = {"num_reads": 10, "num_restarts": 10, "timeout": 60_000}
+
+
 def _register_builtins() -> None:
     register_sampler("exact", ExactMinimumSampler)
-    register_sampler("sa", SimulatedAnnealingSampler)
-    register_sampler("tabu", TabuSampler)
-    register_sampler("steepest", SteepestDescentSampler)
-    register_sampler("sqa", PathIntegralAnnealingSampler)
+    register_sampler("sa", SimulatedAnnealingSampler, defaults=SEVERAL_READS)
+    register_sampler("tabu", TabuSampler, defaults=TABU_DEFAULTS)
+    register_sampler("steepest", SteepestDescentSampler, defaults=SEVERAL_READS)
+    register_sampler("sqa", PathIntegralAnnealingSampler, defaults=SEVERAL_READS)
     register_sampler("qpu", _qpu, check=_require_leap_credentials)
     register_sampler("qpu-clique", _qpu_clique, check=_require_leap_credentials)
     register_sampler("hybrid", _hybrid, check=_require_leap_credentials)
-    register_sampler("mock-qpu", _mock_qpu, check=_require_dwave_system)
+    register_sampler("mock-qpu", _mock_qpu, check=_require_dwave_system, defaults=SEVERAL_READS)
     register_sampler("qa-sim", _quantum_annealing_simulator, check=_require_annealing_simulator)
 
 

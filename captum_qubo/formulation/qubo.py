@@ -9,7 +9,7 @@ We use the ½ convention: each unordered pair {p, q} contributes (1 − β) J_pq
 
 Variables are the d maps with positive importance α (the pre-filter); variable ``p`` is
 feature map ``kept[p]`` of the layer. Bit ``p`` of an integer state index is variable ``p``
-(little-endian), the convention shared with :mod:`captum_qubo.exact` and the annealing simulator.
+(little-endian), the convention shared with :mod:`captum_qubo.solvers.exact` and the annealing simulator.
 """
 from __future__ import annotations
 

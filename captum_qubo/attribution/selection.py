@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from captum_qubo.qubo import FeatureMapQubo
+from captum_qubo.formulation.qubo import FeatureMapQubo
 
 
 @dataclass
@@ -28,7 +28,7 @@ class FeatureMapSelection:
         info: the sampler's ``SampleSet.info`` (timing, embedding, ...) as returned.
         timings: seconds spent, keys ``forward_backward`` (this sample's share of the batch's
             forward + backward pass), ``build`` (QUBO construction) and ``solve`` (sampler call).
-        qubo: the :class:`~captum_qubo.qubo.FeatureMapQubo` that was solved.
+        qubo: the :class:`~captum_qubo.formulation.qubo.FeatureMapQubo` that was solved.
         target: the output index explained for this sample (None when the model needs none).
     """
 

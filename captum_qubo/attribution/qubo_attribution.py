@@ -1,7 +1,7 @@
 """QuboFeatureMapAttribution: Grad-CAM restricted to the feature maps a QUBO selects (METHOD.md §1–2).
 
 For each sample the layer's Grad-CAM weights α and feature maps define a QUBO over "keep map p?"
-(:func:`captum_qubo.qubo.build_feature_map_qubo`), an injected ``dimod`` sampler solves it, and the
+(:func:`captum_qubo.formulation.qubo.build_feature_map_qubo`), an injected ``dimod`` sampler solves it, and the
 explanation is ``minmax(Σ_{k∈S} ReLU(α_k f_k))`` over the selected maps S, at layer resolution like
 :class:`captum.attr.LayerGradCam`.
 """
@@ -21,24 +21,11 @@ from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
-from captum_qubo.layer_evaluation import layer_gradients_and_activations, layer_name
-from captum_qubo.qubo import FORMULATIONS, build_feature_map_qubo
-from captum_qubo.samplers import check_sampler_ready, get_sampler, sample_lowest_energy
-from captum_qubo.selection import FeatureMapSelection
-
-SamplerSpec = Union[str, dimod.Sampler, Callable[[], dimod.Sampler]]
-
-DEFAULT_SAMPLER = {"unconstrained": "sa", "k_hot": "tabu"}
-
-# The best of several reads: one read of a heuristic sampler often stops in a local minimum.
-# Tabu's own default stops on a 100 ms wall-clock timeout, so its result would depend on machine
-# load; a restart budget (with a generous timeout as a safety net) keeps seeded runs reproducible.
-# One tabu read, even with restarts, can miss a k_hot optimum that 10 independent reads find.
-DEFAULT_SAMPLER_KWARGS = {
-    **{name: {"num_reads": 10} for name in ("sa", "sqa", "steepest", "mock-qpu")},
-    "tabu": {"num_reads": 10, "num_restarts": 10, "timeout": 60_000},
-}
-
+from captum_qubo.attribution.layer_evaluation import layer_gradients_and_activations, layer_name
+from captum_qubo.attribution.options import QuboOptions
+from captum_qubo.formulation.qubo import build_feature_map_qubo
+from captum_qubo.solvers.registry import check_sampler_ready, get_sampler, sample_lowest_energy
+from captum_qubo.attribution.selection import FeatureMapSelection
 
 class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
     r"""Explains a prediction by the few feature maps of a conv layer that a QUBO selects.
@@ -57,13 +44,8 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
         forward_func: Callable[..., Tensor],
         layer: Module,
         device_ids: Union[None, List[int]] = None,
-        sampler: Optional[SamplerSpec] = None,
-        sampler_kwargs: Optional[dict] = None,
-        formulation: str = "unconstrained",
-        k: Optional[int] = None,
-        beta: float = 0.7,
-        seed: Optional[int] = 0,
-        max_variables: Optional[int] = None,
+        options: Optional[QuboOptions] = None,
+        **option_fields: Any,
     ) -> None:
         r"""
         Args:
@@ -72,52 +54,22 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
                         single (N, C, H, W) tensor; usually the last convolutional block.
             device_ids (list[int], optional): As for :class:`captum.attr.LayerGradCam`, only
                         needed when ``forward_func`` applies a DataParallel model.
-            sampler (str, dimod.Sampler or Callable): A name registered in
-                        :mod:`captum_qubo.samplers` (``"sa"``, ``"exact"``, ``"tabu"``, ``"qpu"``...),
-                        a ``dimod.Sampler`` instance or a zero-argument factory. Default (None):
-                        ``"sa"`` for ``unconstrained`` (real layers give hundreds of variables,
-                        beyond exact enumeration) and ``"tabu"`` for ``k_hot``, whose penalty walls
-                        K-hot states off from each other so single-flip annealers lock in early.
-            sampler_kwargs (dict, optional): Keyword arguments for every ``sampler.sample`` call
-                        (``num_reads``, ``num_sweeps``...), merged over the defaults
-                        (``num_reads=10`` for ``"sa"``, ``"sqa"``, ``"steepest"``, ``"mock-qpu"``;
-                        ``num_reads=10, num_restarts=10, timeout=60000`` for ``"tabu"``).
-            formulation (str): ``"unconstrained"`` (selection size emerges from reward vs
-                        redundancy) or ``"k_hot"`` (exactly ``k`` maps).
-            k (int, optional): Number of maps for ``"k_hot"``; must be None otherwise.
-            beta (float): Reward/redundancy trade-off β in [0, 1]. Default 0.7 (the paper's).
-            seed (int, optional): Seed passed to samplers that accept ``seed``; every sample of
-                        every call uses it, so an image's selection does not depend on the call
-                        or its position in the batch. None draws fresh randomness each call.
-                        A ``seed`` in ``sampler_kwargs`` takes precedence.
-            max_variables (int, optional): Keep only the ``max_variables`` maps with the largest
-                        positive α as variables (for size-limited solvers: ``exact`` ≤ 24, QPU
-                        embeddings). None keeps every positively important map.
+            options (QuboOptions, optional): How maps are selected (sampler, its kwargs,
+                        formulation, k, β, seed, max_variables); see
+                        :class:`~captum_qubo.attribution.options.QuboOptions`.
+            **option_fields: The same fields as keywords (``sampler="exact"``, ``k=5`` ...),
+                        applied over ``options``; an unknown name is a TypeError.
         """
         LayerAttribution.__init__(self, forward_func, layer, device_ids)
         GradientAttribution.__init__(self, forward_func)
-        if formulation not in FORMULATIONS:
-            raise ValueError(f"formulation must be one of {FORMULATIONS}, got {formulation!r}")
-        if formulation == "k_hot" and (not isinstance(k, int) or k < 1):
-            raise ValueError(f"formulation='k_hot' needs a positive integer k, got k={k!r}")
-        if formulation == "unconstrained" and k is not None:
-            raise ValueError("k is only used by formulation='k_hot'; drop k or pass formulation='k_hot'")
-        if not 0.0 <= beta <= 1.0:
-            raise ValueError(f"beta must lie in [0, 1], got {beta}")
-        if max_variables is not None and (not isinstance(max_variables, int) or max_variables < 1):
-            raise ValueError(f"max_variables must be a positive integer or None, got {max_variables!r}")
-        if k is not None and max_variables is not None and k > max_variables:
-            raise ValueError(f"k={k} exceeds max_variables={max_variables}; raise max_variables or lower k")
-        if sampler is None:
-            sampler = DEFAULT_SAMPLER[formulation]
-        self.sampler_spec = sampler
-        defaults = DEFAULT_SAMPLER_KWARGS.get(sampler, {}) if isinstance(sampler, str) else {}
-        self.sampler_kwargs = {**defaults, **(sampler_kwargs or {})}
-        self.formulation = formulation
-        self.k = k
-        self.beta = float(beta)
-        self.seed = self.sampler_kwargs.pop("seed", seed)  # a seed in sampler_kwargs takes precedence
-        self.max_variables = max_variables
+        self.options = QuboOptions.from_kwargs(options, **option_fields)
+        self.sampler_spec = self.options.resolved_sampler
+        self.sampler_kwargs = self.options.resolved_sampler_kwargs
+        self.seed = self.options.resolved_seed
+        self.formulation = self.options.formulation
+        self.k = self.options.k
+        self.beta = self.options.beta
+        self.max_variables = self.options.max_variables
         self._sampler: Optional[dimod.Sampler] = None
         self.last_selections: List[FeatureMapSelection] = []
         self.last_channel_weights: Optional[Tensor] = None

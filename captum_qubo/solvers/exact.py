@@ -2,7 +2,7 @@
 
 Ground truth for tests and the ``exact`` sampler backend. Memory stays bounded by the chunk
 size whatever d is; time is O(2^d · d²/chunk-vectorised), fine up to d ≈ 24.
-State index i encodes variable p as bit p of i (little-endian), as in :mod:`captum_qubo.qubo`.
+State index i encodes variable p as bit p of i (little-endian), as in :mod:`captum_qubo.formulation.qubo`.
 """
 from __future__ import annotations
 
