@@ -163,9 +163,19 @@ def build_feature_map_qubo(
         raise ValueError(f"formulation must be one of {FORMULATIONS}, got {formulation!r}")
 
     kept = np.flatnonzero(alpha > 0)
+    h = alpha[kept] / alpha[kept].max() if kept.size else np.zeros(0)
+    J = abs_cosine_similarity(maps[kept]) if kept.size else np.zeros((0, 0))
+    return assemble_feature_map_qubo(kept, h, J, beta, formulation, k)
+
+
+def assemble_feature_map_qubo(
+    kept: np.ndarray, h: np.ndarray, J: np.ndarray, beta: float, formulation: str, k: Optional[int]
+) -> FeatureMapQubo:
+    """The QUBO from its parts: kept channels, normalised importance h and redundancy J.
+
+    Shared by :func:`build_feature_map_qubo` and the batched builder, so both give the same problem.
+    """
     d = kept.size
-    h = alpha[kept] / alpha[kept].max() if d else np.zeros(0)
-    J = abs_cosine_similarity(maps[kept]) if d else np.zeros((0, 0))
     linear = -beta * h
     quadratic = (1.0 - beta) * J
     offset, penalty = 0.0, 0.0

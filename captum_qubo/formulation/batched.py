@@ -1,0 +1,169 @@
+"""The QUBOs of a whole batch at once, on the device the activations are on (METHOD.md §1).
+
+:func:`build_batched_qubos` makes h and J of every sample with one batched matmul instead of a per-sample numpy
+loop. Samples keep different numbers of variables d_i (the maps with positive importance); they are padded to
+D = max d_i with a mask. Variable p of sample i is channel ``kept[i, p]``, ascending as in
+:func:`~captum_qubo.formulation.qubo.build_feature_map_qubo`, so :meth:`BatchedFeatureMapQubo.problem` gives the
+same :class:`~captum_qubo.formulation.qubo.FeatureMapQubo` (for dimod samplers, QPUs and ``last_selections``),
+built only when asked for.
+
+The solver-facing energy is the unconstrained one, ``linear·n + ½ nᵀ quadratic n`` with linear = −βh and
+quadratic = (1−β)J; for ``k_hot`` it equals the penalised QUBO's energy on every K-hot state (the penalty
+λ(Σn − K)² vanishes there), so a search that keeps the cardinality by construction needs no penalty.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from captum_qubo.formulation.qubo import FORMULATIONS, FeatureMapQubo, assemble_feature_map_qubo
+
+
+@dataclass(frozen=True)
+class BatchedFeatureMapQubo:
+    """The QUBOs of B samples, padded to D variables.
+
+    Attributes:
+        kept: (B, D) long, the layer channel of each variable (0 where padded).
+        mask: (B, D) bool, True for real variables.
+        h: (B, D) normalised importance α_p / max α (0 where padded).
+        J: (B, D, D) |cosine| between the kept maps, zero diagonal and zero where padded.
+        beta: β.
+        formulation: ``"unconstrained"`` or ``"k_hot"``.
+        k: the cardinality for ``k_hot``, else None.
+    """
+
+    kept: Tensor
+    mask: Tensor
+    h: Tensor
+    J: Tensor
+    beta: float
+    formulation: str
+    k: Optional[int]
+
+    @property
+    def num_problems(self) -> int:
+        return int(self.mask.shape[0])
+
+    @property
+    def num_variables(self) -> Tensor:
+        """(B,) d_i, the real variables of each sample."""
+        return self.mask.sum(dim=1)
+
+    @property
+    def linear(self) -> Tensor:
+        """(B, D) −βh: the linear term of the unconstrained energy."""
+        return -self.beta * self.h
+
+    @property
+    def quadratic(self) -> Tensor:
+        """(B, D, D) (1−β)J: each pair p<q contributes ``quadratic[p, q]`` once."""
+        return (1.0 - self.beta) * self.J
+
+    def problem(self, index: int) -> FeatureMapQubo:
+        """Sample ``index``'s QUBO as a per-sample :class:`FeatureMapQubo` (penalty included for k_hot)."""
+        d = int(self.mask[index].sum())
+        kept = self.kept[index, :d].cpu().numpy()
+        h = self.h[index, :d].double().cpu().numpy()
+        J = self.J[index, :d, :d].double().cpu().numpy()
+        return assemble_feature_map_qubo(kept, h, J, self.beta, self.formulation, self.k)
+
+    def energies(self, states: Tensor) -> Tensor:
+        """(B,) unconstrained energies of (B, D) 0/1 states (padding must be 0); equals the k_hot
+        QUBO's energy on K-hot states."""
+        n = states.to(self.h.dtype)
+        return (self.linear * n).sum(dim=1) + 0.5 * torch.einsum("bp,bpq,bq->b", n, self.quadratic, n)
+
+
+def build_batched_qubos(
+    importance: Tensor,
+    feature_maps: Tensor,
+    beta: float = 0.7,
+    formulation: str = "unconstrained",
+    k: Optional[int] = None,
+    max_variables: Optional[int] = None,
+    dtype: torch.dtype = torch.float64,
+) -> BatchedFeatureMapQubo:
+    """Build every sample's QUBO of METHOD.md §1 in a few batched tensor operations.
+
+    Args:
+        importance: (B, C) per-map importance α.
+        feature_maps: (B, C, H, W) the layer's activations.
+        beta: β ∈ [0, 1].
+        formulation: ``"unconstrained"`` or ``"k_hot"``.
+        k: the cardinality for ``k_hot`` (1 ≤ k ≤ d_i for every sample with d_i > 0).
+        max_variables: keep only the ``max_variables`` largest positive α per sample (None: all).
+        dtype: the precision of h and J (float64 by default, like the per-sample builder).
+
+    Returns:
+        A :class:`BatchedFeatureMapQubo` on the device of ``feature_maps``.
+
+    Raises:
+        ValueError: shapes disagree, non-finite values, β outside [0, 1], or k does not fit a sample.
+    """
+    if feature_maps.dim() != 4 or importance.shape != feature_maps.shape[:2]:
+        raise ValueError(
+            f"feature_maps must be (B, C, H, W) and importance (B, C); got {tuple(feature_maps.shape)} and "
+            f"{tuple(importance.shape)}"
+        )
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta must lie in [0, 1], got {beta}")
+    if formulation not in FORMULATIONS:
+        raise ValueError(f"formulation must be one of {FORMULATIONS}, got {formulation!r}")
+    alpha = importance.detach().to(dtype)
+    maps = feature_maps.detach().to(dtype)
+    if not (torch.isfinite(alpha).all() and torch.isfinite(maps).all()):
+        raise ValueError("importance and feature maps must be finite (found NaN or inf); check the inputs")
+
+    positive = alpha > 0
+    if max_variables is not None:
+        # The max_variables largest positive α; a stable sort keeps the lower channel first on ties.
+        order = torch.sort(torch.where(positive, alpha, -torch.inf), dim=1, descending=True, stable=True).indices
+        rank = torch.empty_like(order).scatter_(1, order, torch.arange(alpha.shape[1], device=alpha.device).expand_as(order))
+        positive &= rank < max_variables
+    sizes = positive.sum(dim=1)
+    width = int(sizes.max()) if sizes.numel() else 0
+    if formulation == "k_hot":
+        if k is None:
+            raise ValueError("formulation='k_hot' needs k (the number of maps to select)")
+        too_small = ((sizes > 0) & (sizes < k)).nonzero().flatten()
+        if too_small.numel():
+            i = int(too_small[0])
+            raise ValueError(
+                f"sample {i}: k={k} but only {int(sizes[i])} maps have positive importance; choose "
+                f"1 <= k <= {int(sizes[i])} or use formulation='unconstrained'"
+            )
+    elif k is not None:
+        raise ValueError("k is only used by formulation='k_hot'; drop k or switch formulation")
+
+    # Channels with positive α first, in ascending channel order: a stable sort of the "not kept" flag.
+    kept = torch.sort((~positive).to(torch.int8), dim=1, stable=True).indices[:, :width]
+    mask = torch.arange(width, device=alpha.device)[None, :] < sizes[:, None]
+    kept = torch.where(mask, kept, torch.zeros_like(kept))
+
+    kept_alpha = torch.where(mask, alpha.gather(1, kept), torch.zeros((), dtype=dtype, device=alpha.device))
+    scale = kept_alpha.amax(dim=1, keepdim=True)
+    h = kept_alpha / torch.where(scale > 0, scale, torch.ones_like(scale))
+
+    flat = maps.flatten(2)
+    kept_maps = flat.gather(1, kept[:, :, None].expand(-1, -1, flat.shape[2]))
+    norms = kept_maps.norm(dim=2, keepdim=True)
+    unit = torch.where(norms > 0, kept_maps / torch.where(norms > 0, norms, torch.ones_like(norms)), 0.0)
+    unit = unit * mask[:, :, None]
+    J = torch.bmm(unit, unit.transpose(1, 2)).abs_().clamp_(0.0, 1.0)
+    J.diagonal(dim1=1, dim2=2).zero_()
+    return BatchedFeatureMapQubo(
+        kept=kept, mask=mask, h=h, J=J, beta=float(beta), formulation=formulation,
+        k=k if formulation == "k_hot" else None,
+    )
+
+
+def states_to_channels(qubos: BatchedFeatureMapQubo, states: Tensor) -> list:
+    """Per sample, the ascending layer channels that a (B, D) state keeps, as int64 numpy arrays."""
+    keep = (states.bool() & qubos.mask).cpu().numpy()
+    kept = qubos.kept.cpu().numpy()
+    return [np.sort(kept[i][keep[i]]).astype(np.int64) for i in range(qubos.num_problems)]

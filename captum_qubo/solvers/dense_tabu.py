@@ -1,0 +1,255 @@
+"""Batched tabu search for many small dense QUBOs at once, on any torch device.
+
+The feature-map QUBOs are dense (every pair of maps is coupled), small (d ≈ 100–1300) and have tiny optimal sets
+(3–10 maps). A sparse, one-problem-at-a-time annealer spends most of its time on bookkeeping for them; here every
+problem of a batch and every start of every problem is one row of a (B, R, D) tensor and moves are taken for all
+rows in one step.
+
+Energy ``E(n) = linear·n + ½ nᵀ Q n`` (Q symmetric, zero diagonal) over n ∈ {0,1}^d, with local fields
+``g = linear + Q n`` kept up to date incrementally: flipping p changes E by ``g_p`` (add) or ``−g_p`` (remove) and g
+by ``±Q[p]``, one row gather per move.
+
+- ``k=None``: single flips. ``k`` given: pair swaps (one kept map out, one other in), so every visited state is
+  exactly K-hot — there is no penalty wall to cross, and a swap's change is ``g_q − g_p − Q_pq``.
+- Escape from local minima: tabu search. Every step takes the best move that is not tabu, uphill included; a
+  flipped variable (for swaps: the map taken out) stays tabu for ``tenure`` steps unless the move reaches a new
+  best energy (aspiration).
+  A start stops when its best energy has not improved for ``patience`` steps.
+- Starts: start 0 is greedy (from the empty set, or greedy K-construction); the others begin at random subsets drawn
+  from a CPU ``torch.Generator`` seeded with ``seed`` for each problem on its own, so a problem's result depends on
+  the seed and the problem only — not on the batch it shares or its position there. Moves break ties by the lowest
+  index, and every update is element-wise (no reduction over the padded width), so padding changes nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+DEFAULT_NUM_STARTS = 8
+DEFAULT_PATIENCE = 40
+DEFAULT_MAX_ITERATIONS = 2000
+# Kept-map slots of an unconstrained search (doubled while a best state fills them all).
+DEFAULT_CAPACITY = 12
+# Unconstrained starts cover these subset sizes (cycled): the optimal sets are small.
+MAX_RANDOM_START_SIZE = 8
+_IMPROVEMENT = 1e-12  # an energy lower by less than this is a tie, not a new best
+
+
+@dataclass(frozen=True)
+class DenseSearchResult:
+    """What :func:`dense_tabu_search` found.
+
+    Attributes:
+        states: (B, D) bool, the lowest-energy state of each problem (over all starts).
+        energies: (B,) its energy ``linear·n + ½ nᵀQn`` (tracked incrementally, in the input dtype).
+        start_states: (B, R, D) bool, the best state of every start.
+        start_energies: (B, R) their energies.
+        iterations: steps taken by the longest-running start.
+    """
+
+    states: Tensor
+    energies: Tensor
+    start_states: Tensor
+    start_energies: Tensor
+    iterations: int
+
+
+def dense_tabu_search(
+    linear: Tensor,
+    quadratic: Tensor,
+    mask: Optional[Tensor] = None,
+    k: Optional[int] = None,
+    num_starts: int = DEFAULT_NUM_STARTS,
+    seed: Optional[int] = 0,
+    tenure: Optional[int] = None,
+    patience: int = DEFAULT_PATIENCE,
+    max_iterations: int = DEFAULT_MAX_ITERATIONS,
+) -> DenseSearchResult:
+    """Minimise B dense QUBOs at once.
+
+    Args:
+        linear: (B, D) linear coefficients.
+        quadratic: (B, D, D) symmetric, zero diagonal; pair p<q contributes ``quadratic[p, q]`` once.
+        mask: (B, D) bool, True for real variables (padding is never selected). Default: all real.
+        k: keep exactly k variables (pair-swap moves); None: unconstrained (single flips). Every problem needs at
+            least k real variables.
+        num_starts: starts per problem (R); start 0 is greedy, the rest random.
+        seed: seeds the random starts (the same for every problem); None draws fresh randomness.
+        tenure: steps a touched variable stays tabu. Default: min(10, max(1, d // 4)) per problem.
+        patience: a start stops after this many steps without a new best energy.
+        max_iterations: hard cap on steps.
+
+    Returns:
+        :class:`DenseSearchResult`.
+    """
+    if linear.dim() != 2 or quadratic.shape != (*linear.shape, linear.shape[1]):
+        raise ValueError(
+            f"linear must be (B, D) and quadratic (B, D, D); got {tuple(linear.shape)} and {tuple(quadratic.shape)}"
+        )
+    if not isinstance(num_starts, int) or num_starts < 1:
+        raise ValueError(f"num_starts must be a positive integer, got {num_starts!r}")
+    if not isinstance(patience, int) or patience < 1 or not isinstance(max_iterations, int) or max_iterations < 0:
+        raise ValueError(f"patience must be >= 1 and max_iterations >= 0; got {patience!r}, {max_iterations!r}")
+    batch, width = linear.shape
+    device = linear.device
+    mask = torch.ones_like(linear, dtype=torch.bool) if mask is None else mask.to(device=device, dtype=torch.bool)
+    sizes = mask.sum(dim=1)
+    if k is not None and (not isinstance(k, int) or k < 1 or bool((sizes < k).any())):
+        raise ValueError(f"k={k!r}: every problem needs at least k >= 1 real variables (smallest has {int(sizes.min())})")
+    if tenure is None:
+        tenure_of = (sizes // 4).clamp(min=1, max=10)
+    else:
+        if not isinstance(tenure, int) or tenure < 0:
+            raise ValueError(f"tenure must be a non-negative integer, got {tenure!r}")
+        tenure_of = torch.full_like(sizes, tenure)
+    keys = _random_keys(sizes, num_starts, width, seed).to(device)
+    capacity = min(width, DEFAULT_CAPACITY)
+    while True:
+        search = _SlotSearch(linear, quadratic, mask, keys, tenure_of[:, None], k, capacity)
+        result = _run(search, patience, max_iterations)
+        # An unconstrained optimum may need more slots than it had: retry with twice as many when a best state
+        # used them all (so no optimum is cut off by the capacity).
+        if k is not None or capacity >= width or not bool((result.states.sum(dim=1) >= capacity).any()):
+            return result
+        capacity = min(width, 2 * capacity)
+
+
+def _random_keys(sizes: Tensor, num_starts: int, width: int, seed: Optional[int]) -> Tensor:
+    """(B, R, D) uniform keys, +inf on padding; each problem's keys come from its own seeded generator."""
+    keys = torch.full((len(sizes), num_starts, width), torch.inf, dtype=torch.float64)
+    for i, d in enumerate(sizes.tolist()):
+        generator = torch.Generator()
+        if seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(seed)
+        keys[i, :, :d] = torch.rand((num_starts, d), generator=generator, dtype=torch.float64)
+    return keys
+
+
+class _SlotSearch:
+    """Tabu search over kept-map slots, for all starts of all problems at once.
+
+    Each start keeps its selected maps in ``capacity`` slots. A move puts map q into slot j (a swap when j holds a
+    map, an addition when j is empty) or, unconstrained only, empties a slot (a removal). With ``k`` there are
+    exactly k slots, all full, and no removals: every state is K-hot. Unconstrained, a removed or swapped-out map
+    may not re-enter and an added map may not leave for ``tenure`` steps; with ``k`` only re-entry is tabu
+    (making the entering map tabu to leave too would freeze every kept map within K steps when K is 1–3).
+    """
+
+    def __init__(self, linear: Tensor, quadratic: Tensor, mask: Tensor, keys: Tensor, tenure: Tensor,
+                 k: Optional[int], capacity: int):
+        batch, num_starts, width = keys.shape
+        dtype, device = linear.dtype, linear.device
+        self.quadratic, self.tenure, self.constrained = quadratic, tenure.to(dtype)[..., None], k is not None
+        self.rows = torch.arange(batch, device=device)[:, None]
+        self.state = torch.zeros(keys.shape, dtype=dtype, device=device)
+        self.fields = linear[:, None, :].expand(keys.shape).clone()
+        self.energy = torch.zeros((batch, num_starts), dtype=dtype, device=device)
+        # +inf where a map cannot enter: padding always, kept maps, maps tabu to re-enter (until that step).
+        self.enter_until = torch.where(mask[:, None, :], 0.0, torch.inf).to(dtype).expand(keys.shape).clone()
+        self.kept_block = torch.zeros_like(self.state)
+        self.leave_until = torch.zeros_like(self.state)
+        slots = k if k is not None else capacity
+        self.selected = torch.zeros((batch, num_starts, slots), dtype=torch.long, device=device)
+        self.filled = torch.zeros((batch, num_starts, slots), dtype=torch.bool, device=device)
+        self.selected_rows = torch.zeros((batch, num_starts, slots, width), dtype=dtype, device=device)
+
+        order = keys.argsort(dim=2, stable=True)
+        sizes = mask.sum(dim=1)
+        if k is not None:
+            # Start 0: greedy K-construction (add the best map K times); the others: the K smallest keys.
+            start_size = torch.full((num_starts,), k, device=device)
+        else:
+            # Start 0 is empty; start r >= 1 adds s_r random maps, s_r cycling through 1..MAX_RANDOM_START_SIZE.
+            start_size = (torch.arange(num_starts, device=device) - 1) % min(MAX_RANDOM_START_SIZE, slots) + 1
+            start_size[0] = 0
+        for slot in range(int(start_size.max()) if num_starts else 0):
+            variable = order[:, :, slot].clone()
+            if k is not None:
+                variable[:, 0] = (self.fields[:, 0] + self.enter_until[:, 0] + self.kept_block[:, 0]).argmin(dim=1)
+            active = (start_size[None, :] > slot) & (slot < sizes)[:, None]
+            self._apply(torch.full_like(variable, slot), variable, torch.zeros_like(active), active, iteration=-1)
+        self.best_energy, self.best_state = self.energy.clone(), self.state.clone()
+
+    def _apply(self, slot: Tensor, incoming: Tensor, removal: Tensor, active: Tensor, iteration: int) -> None:
+        """In the active starts, put ``incoming`` into ``slot`` (or empty it where ``removal``)."""
+        slot_ = slot[..., None]
+        width = self.state.shape[2]
+        was_filled = self.filled.gather(2, slot_).squeeze(2)
+        outgoing = self.selected.gather(2, slot_).squeeze(2)
+        going_out, coming_in = active & was_filled, active & ~removal
+        incoming = torch.where(coming_in, incoming, outgoing)
+        rows_index = slot_[..., None].expand(-1, -1, 1, width)
+        outgoing_rows = self.selected_rows.gather(2, rows_index).squeeze(2)
+        incoming_rows = self.quadratic[self.rows, incoming]
+        field_in = self.fields.gather(2, incoming[..., None]).squeeze(2)
+        field_out = self.fields.gather(2, outgoing[..., None]).squeeze(2)
+        coupling = outgoing_rows.gather(2, incoming[..., None]).squeeze(2)
+        # ΔE = [in]·(g_q − [out]·Q_pq) − [out]·g_p
+        delta = torch.where(coming_in, field_in - torch.where(going_out, coupling, 0.0), 0.0)
+        self.energy += delta - torch.where(going_out, field_out, 0.0)
+        self.fields.addcmul_(coming_in[..., None].to(self.fields.dtype), incoming_rows)
+        self.fields.addcmul_(going_out[..., None].to(self.fields.dtype), outgoing_rows, value=-1.0)
+        for variable, changes, value in ((outgoing, going_out, 0.0), (incoming, coming_in, 1.0)):
+            index = variable[..., None]
+            current = self.state.gather(2, index)
+            self.state.scatter_(2, index, torch.where(changes[..., None], value, current))
+            self.kept_block.scatter_(2, index, torch.where(changes[..., None], torch.inf if value else 0.0,
+                                                           self.kept_block.gather(2, index)))
+        later = iteration + 1 + self.tenure
+        out_index = outgoing[..., None]
+        self.enter_until.scatter_(2, out_index, torch.where(going_out[..., None], later, self.enter_until.gather(2, out_index)))
+        if not self.constrained:
+            in_index = incoming[..., None]
+            self.leave_until.scatter_(2, in_index, torch.where(coming_in[..., None], later, self.leave_until.gather(2, in_index)))
+        self.selected.scatter_(2, slot_, incoming[..., None])
+        self.filled.scatter_(2, slot_, torch.where(active, ~removal, was_filled)[..., None])
+        self.selected_rows.scatter_(2, rows_index, torch.where(coming_in[..., None], incoming_rows,
+                                                              torch.where(going_out[..., None], 0.0, outgoing_rows))[:, :, None, :])
+
+    def step(self, iteration: int, running: Tensor) -> Tensor:
+        entering = torch.where(self.enter_until > iteration, torch.inf, self.fields) + self.kept_block
+        per_slot, incoming = (entering[:, :, None, :] - self.selected_rows).min(dim=3)  # (B, R, slots)
+        field_out = torch.where(self.filled, self.fields.gather(2, self.selected), 0.0)
+        may_leave = ~self.filled | (self.leave_until.gather(2, self.selected) <= iteration)
+        swap = torch.where(may_leave, per_slot - field_out, torch.inf)
+        if self.constrained:
+            move_delta, slot = swap.min(dim=2)
+            removal = torch.zeros_like(running)
+        else:
+            remove = torch.where(self.filled & may_leave, -field_out, torch.inf)
+            move_delta, choice = torch.cat([swap, remove], dim=2).min(dim=2)
+            slots = swap.shape[2]
+            slot, removal = choice % slots, choice >= slots
+        active = running & torch.isfinite(move_delta)
+        self._apply(slot, incoming.gather(2, slot[..., None]).squeeze(2), removal, active, iteration)
+        return active
+
+
+def _run(search: _SlotSearch, patience: int, max_iterations: int) -> DenseSearchResult:
+    stale = torch.zeros_like(search.energy, dtype=torch.long)
+    iterations = 0
+    for iteration in range(max_iterations):
+        running = stale < patience
+        # A host sync every few steps only: on a GPU each .any() waits for the device.
+        if iteration % 8 == 0 and not bool(running.any()):
+            break
+        active = search.step(iteration, running)
+        improved = active & (search.energy < search.best_energy - _IMPROVEMENT)
+        search.best_energy = torch.where(improved, search.energy, search.best_energy)
+        search.best_state = torch.where(improved[..., None], search.state, search.best_state)
+        stale = torch.where(improved, 0, torch.where(active, stale + 1, patience))
+        iterations = iteration + 1
+    best = search.best_energy.argmin(dim=1)  # the first start among equals
+    rows = torch.arange(best.shape[0], device=best.device)
+    return DenseSearchResult(
+        states=search.best_state[rows, best].bool(),
+        energies=search.best_energy[rows, best],
+        start_states=search.best_state.bool(),
+        start_energies=search.best_energy,
+        iterations=iterations,
+    )
