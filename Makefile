@@ -14,7 +14,7 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_CPU)
-	$(PY) -m pip install -q -e ".[dwave,zoo,lightning,dev]"
+	$(PY) -m pip install -q -e ".[dwave,zoo,lightning,quantus,dev]"
 	touch $(STAMP)
 
 demo: install

@@ -8,22 +8,27 @@ survives the epoch) and rendered once. TensorBoard gets ``add_image``; loggers w
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from torch import Tensor
 from torch.nn import functional as F
 
 from captum_qubo.metrics import ClassDisentanglement
+from lightning_callbacks.lightning_namespace import installed_namespaces
 
 
-def takes_images(logger: Logger) -> bool:
-    return isinstance(logger, TensorBoardLogger) or callable(getattr(logger, "log_image", None))
+def _is_tensorboard(logger: Any) -> bool:
+    """A TensorBoardLogger of either Lightning namespace (their classes differ)."""
+    return isinstance(logger, tuple(namespace.TensorBoardLogger for namespace in installed_namespaces()))
+
+
+def takes_images(logger: Any) -> bool:
+    return _is_tensorboard(logger) or callable(getattr(logger, "log_image", None))
 
 
 def overlay_grid(inputs: Tensor, saliency_by_method: Dict[str, Tensor], cell: int = 96, pad: int = 2) -> np.ndarray:
@@ -76,10 +81,10 @@ def disentanglement_image(
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
-def log_images(loggers: Iterable[Logger], images: Dict[str, np.ndarray], step: int) -> None:
+def log_images(loggers: Iterable[Any], images: Dict[str, np.ndarray], step: int) -> None:
     """Send each (H, W, 3) uint8 image (tag -> image) to every logger that takes images; skip the others."""
     for logger in loggers:
-        if isinstance(logger, TensorBoardLogger):
+        if _is_tensorboard(logger):
             for tag, image in images.items():
                 logger.experiment.add_image(tag, image, global_step=step, dataformats="HWC")
         elif callable(getattr(logger, "log_image", None)):

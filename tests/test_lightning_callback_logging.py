@@ -6,11 +6,11 @@ import os
 
 import numpy as np
 import pytest
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 import torch
 from matplotlib import colormaps
-from pytorch_lightning.callbacks import Callback
-from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lightning_callbacks import QuboExplanationCallback
