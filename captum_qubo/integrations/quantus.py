@@ -44,6 +44,7 @@ def explain(
     method: str = "qubo",
     options: Optional[QuboOptions] = None,
     device: Optional[Union[str, torch.device]] = None,
+    relu_attributions: bool = True,
     **option_fields: Any,
 ) -> np.ndarray:
     """Explain ``model``'s outputs ``targets`` on ``inputs`` with one of our methods, Quantus-style.
@@ -60,6 +61,9 @@ def explain(
                     :class:`~captum_qubo.attribution.options.QuboOptions`.
         device: where to run (Quantus passes its ``device`` argument here). The model must already be there;
                     None: the device of the model's parameters.
+        relu_attributions: for the Grad-CAM family, ReLU the map as their papers do (default). False keeps the
+                    signed map, which is never all zero (Quantus refuses an all-zero batch, as ReLU-ed Grad-CAM can
+                    give on a randomised model in MPRT). The QUBO map is non-negative by construction.
         **option_fields: :class:`QuboOptions` fields as keywords (``sampler="exact"`` ...), over ``options``.
 
     Returns:
@@ -70,6 +74,9 @@ def explain(
                          'explain_func_kwargs={"layer": "reduce"}')
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "qubo" and relu_attributions is not True:
+        raise ValueError("relu_attributions=False applies to the Grad-CAM family only; the QUBO map is "
+                         "non-negative by construction")
     if method != "qubo" and (options is not None or option_fields):
         raise ValueError(f"QUBO options ({sorted(option_fields) or 'options='}) only apply to method='qubo', "
                          f"not {method!r}; drop them")
@@ -83,7 +90,8 @@ def explain(
     target = _targets(targets, batch.shape[0], run_on)
     with preserved_module_modes(model):
         explainer = _explainer(method, model, find_layer(model, layer), qubo_options)
-        layer_maps = explainer.attribute(batch, target=target, **_baseline_kwargs(method))
+        extra = {} if method == "qubo" else {"relu_attributions": relu_attributions}
+        layer_maps = explainer.attribute(batch, target=target, **extra)
     upsampled = LayerAttribution.interpolate(layer_maps.detach(), tuple(batch.shape[2:]), "bilinear")
     return upsampled.float().cpu().numpy()
 
@@ -124,11 +132,6 @@ def _explainer(method: str, model: Module, layer: Module, options: Optional[Qubo
                                     "grad_cam_plus_plus": baselines.LayerGradCamPlusPlus,
                                     "score_cam": baselines.LayerScoreCam}
     return classes[method](model, layer)
-
-
-def _baseline_kwargs(method: str) -> Dict[str, Any]:
-    # The CAM papers ReLU their maps (Captum's LayerGradCam does not by default); the QUBO map is non-negative.
-    return {} if method == "qubo" else {"relu_attributions": True}
 
 
 @contextmanager
