@@ -122,6 +122,7 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args(argv)
     classifier, data = digits_modules(args.lightning)
+    load_namespace(args.lightning).module.seed_everything(0, verbose=False)
     trainer = load_namespace(args.lightning).Trainer(
         max_epochs=args.epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
         callbacks=[QuboExplanationCallback(DIGITS_LAYER, num_samples=32, sampler="exact", seed=0)],
