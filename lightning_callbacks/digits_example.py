@@ -86,7 +86,6 @@ class DigitsDataSteps:
         return DataLoader(self.val_set, batch_size=self.batch_size)
 
 
-@lru_cache(maxsize=None)
 def digits_modules(lightning: Optional[str] = None) -> Tuple[type, type]:
     """(LightningModule class, LightningDataModule class) of the digits example for one namespace.
 
@@ -96,7 +95,12 @@ def digits_modules(lightning: Optional[str] = None) -> Tuple[type, type]:
     Returns:
         The two classes; module-level names, so they pickle (``ddp_spawn``).
     """
-    namespace = load_namespace(lightning) if lightning else default_namespace()
+    return _digits_modules(lightning or default_namespace().name)
+
+
+@lru_cache(maxsize=None)
+def _digits_modules(name: str) -> Tuple[type, type]:
+    namespace = load_namespace(name)
     suffix = "" if namespace.name == default_namespace().name else "_" + namespace.name.replace(".", "_")
     classes = []
     for stem, steps, base in (("DigitsClassifier", DigitsClassifierSteps, namespace.LightningModule),

@@ -37,6 +37,9 @@ class LightningNamespace:
     name: str
     module: ModuleType
 
+    def __reduce__(self):  # pickled by name (ddp_spawn pickles callbacks; modules do not pickle)
+        return load_namespace, (self.name,)
+
     @property
     def Callback(self) -> type:  # noqa: N802 - mirrors the Lightning class name
         return self.module.Callback

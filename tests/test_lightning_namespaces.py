@@ -1,5 +1,6 @@
 """The callback with real Trainers of both Lightning namespaces, installed side by side."""
 import importlib
+import pickle
 
 import pytest
 import torch
@@ -94,6 +95,12 @@ def test_a_callback_of_only_one_namespace_is_refused_by_the_other():
     with pytest.raises(TypeError, match="OnlyClassic was built for pytorch_lightning but runs in a lightning.pytorch"):
         OnlyClassic().bind(trainer)
     assert OnlyClassic().bind(classic.Trainer(**TRAINER_OPTIONS)).name == "pytorch_lightning"
+
+
+def test_a_bound_callback_still_pickles(validated):
+    _, explainer = validated["lightning.pytorch"]
+    copy = pickle.loads(pickle.dumps(explainer))
+    assert copy.lightning is explainer.lightning and copy.history == explainer.history
 
 
 def test_bad_namespace_arguments():
