@@ -3,7 +3,7 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +16,7 @@ from captum_qubo.zoo import imagenet_class_names, load_sample_image
 from captum_qubo.zoo.images import preprocess_image
 
 SA_ARGS = ["--sampler", "sa", "--sampler-kwargs", '{"num_reads": 3, "num_sweeps": 300}', "--seed", "5"]
+REPOSITORY = str(Path(__file__).resolve().parents[1])
 CAT_CLASSES = ("tiger cat", "Egyptian cat", "tabby")  # neck and neck for chelsea
 
 TINY_MODELS = '''
@@ -166,9 +167,10 @@ def test_help_and_version_answer_without_importing_torch():
     code = ("import sys, time; start = time.perf_counter(); from captum_qubo.cli import build_parser; "
             "build_parser().format_help(); print(time.perf_counter() - start, 'torch' in sys.modules)")
     seconds, torch_loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                                           env={**os.environ, "PYTHONPATH": os.getcwd()}).stdout.split()
+                                           env={**os.environ, "PYTHONPATH": REPOSITORY}).stdout.split()
     assert torch_loaded == "False" and float(seconds) < 1.0
-    version = subprocess.run([sys.executable, "-m", "captum_qubo", "--version"], capture_output=True, text=True)
+    version = subprocess.run([sys.executable, "-m", "captum_qubo", "--version"], capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": REPOSITORY})
     assert version.returncode == 0 and version.stdout.strip() == "captum-qubo 0.1.0"
 
 

@@ -107,6 +107,10 @@ def test_bad_images_say_what_is_wrong(tmp_path):
         preprocess_image(np.zeros((4, 4, 5)))
     with pytest.raises(ValueError, match="float image must lie in"):
         preprocess_image(np.full((4, 4, 3), 255.0))
+    with pytest.raises(ValueError, match=r"must lie in \[0, 65535\] for 16-bit samples"):
+        to_rgb_float(np.array([[70000]]), bit_depth=16)
+    with pytest.raises(ValueError, match="needs bit_depth="):
+        to_rgb_float(np.array([[7]], dtype=np.int32))
     with pytest.raises(ValueError, match="normalization must be one of"):
         preprocess_image(np.zeros((4, 4, 3)), normalization="caffe")
     with pytest.raises(ValueError, match="smaller than the crop"):

@@ -108,6 +108,9 @@ def to_rgb_float(image: np.ndarray, bit_depth: Optional[int] = None) -> np.ndarr
         bits = bit_depth or {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}.get(array.dtype)
         if bits is None:
             raise ValueError(f"an image of dtype {array.dtype} needs bit_depth= (8 or 16) to be scaled to [0, 1]")
+        if array.size and (array.min() < 0 or array.max() > 2**bits - 1):
+            raise ValueError(f"integer image values must lie in [0, {2**bits - 1}] for {bits}-bit samples, "
+                             f"got [{array.min()}, {array.max()}]")
         pixels = array.astype(np.float32) / float(2**bits - 1)
     elif np.issubdtype(array.dtype, np.floating):
         pixels = array.astype(np.float32)
