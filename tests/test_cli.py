@@ -72,8 +72,10 @@ def mixed_folder(folder):
 def test_a_folder_of_mixed_images_with_a_custom_model(tmp_path, tiny_models, capsys):
     folder = mixed_folder(tmp_path / "images")
     out = tmp_path / "out"
-    assert main(["explain", str(folder), *TINY, "--preprocessing", "imagenet", "--out", str(out)]) == 1  # one failed
-    captured = capsys.readouterr()
+    with_progress = [argument for argument in TINY if argument != "--no-progress"]
+    assert main(["explain", str(folder), *with_progress, "--preprocessing", "imagenet", "--out", str(out)]) == 1
+    captured = capsys.readouterr()  # one image failed: exit status 1
+    assert "explaining" in captured.err and "5/5" in captured.err  # the progress bar
     assert "skipped broken" in captured.err and "cannot read" in captured.err
     assert "4 of 5 images explained" in captured.out
     table = captured.out.splitlines()
