@@ -31,14 +31,16 @@ def takes_images(logger: Any) -> bool:
     return _is_tensorboard(logger) or callable(getattr(logger, "log_image", None))
 
 
-def overlay_grid(inputs: Tensor, saliency_by_method: Dict[str, Tensor], cell: int = 96, pad: int = 2) -> np.ndarray:
+def overlay_grid(inputs: Tensor, saliency_by_method: Dict[str, Tensor], cell: int = 96, pad: int = 2,
+                 cmap: str = "inferno") -> np.ndarray:
     """Columns are samples; the first row is the input (greyscale), then one row per method: its map
-    (jet colours, [0, 1]) blended half and half over the input.
+    (a perceptual colormap, inferno by default, over [0, 1]) blended half and half over the input.
 
     Args:
         inputs: (n, C, H, W) images as the model sees them (each is min-max scaled for display).
         saliency_by_method: method name -> (n, 1, H, W) maps in [0, 1] at the input resolution, rows in that order.
         cell: side of each square tile in pixels; pad: white pixels between tiles.
+        cmap: the matplotlib colormap of the maps.
 
     Returns:
         (H, W, 3) uint8 image.
@@ -48,10 +50,10 @@ def overlay_grid(inputs: Tensor, saliency_by_method: Dict[str, Tensor], cell: in
     grey = (grey - low) / (grey.amax(dim=(2, 3), keepdim=True) - low).clamp(min=1e-12)
     grey = F.interpolate(grey, size=(cell, cell), mode="nearest").expand(-1, 3, -1, -1)
     rows = [grey]
-    jet = torch.as_tensor(colormaps["jet"](np.linspace(0.0, 1.0, 256))[:, :3], dtype=torch.float32)
+    palette = torch.as_tensor(colormaps[cmap](np.linspace(0.0, 1.0, 256))[:, :3], dtype=torch.float32)
     for saliency in saliency_by_method.values():
         upsampled = F.interpolate(saliency.detach().float().cpu(), size=(cell, cell), mode="nearest")
-        colours = jet[(upsampled.clamp(0, 1) * 255).round().long().squeeze(1)].permute(0, 3, 1, 2)
+        colours = palette[(upsampled.clamp(0, 1) * 255).round().long().squeeze(1)].permute(0, 3, 1, 2)
         rows.append(0.5 * grey + 0.5 * colours)
     tiles = F.pad(torch.stack(rows), (pad, pad, pad, pad), value=1.0)  # (rows, n, 3, cell+2p, cell+2p)
     grid = tiles.permute(0, 3, 1, 4, 2).reshape(tiles.shape[0] * tiles.shape[3], -1, 3)
