@@ -16,10 +16,10 @@ import statistics
 import time
 from pathlib import Path
 
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 import torch
-from pytorch_lightning.callbacks import Callback
-from pytorch_lightning.loggers import TensorBoardLogger
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from lightning_callbacks import QuboExplanationCallback
 from lightning_callbacks.digits_example import DIGITS_LAYER, DigitsClassifier, DigitsDataModule
@@ -102,7 +102,7 @@ def main() -> None:
              f"{r['median_explainer_hook_seconds']:.3f} |" for r in rows]
     setting = (f"digits CNN (N_f=16), 1257 train / 540 validation images, batch 64, {args.num_samples} explained "
                f"samples, {args.threads} torch thread(s), {platform.processor() or platform.machine()}, "
-               f"torch {torch.__version__}, pytorch-lightning {pl.__version__}")
+               f"torch {torch.__version__}, lightning {pl.__version__}")
     table = "\n".join([header] + lines)
     print(table + "\n\n" + setting)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -13,9 +13,9 @@ import argparse
 import csv
 from pathlib import Path
 
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 import torch
-from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from lightning_callbacks import QuboExplanationCallback
 from lightning_callbacks.digits_example import DIGITS_LAYER, DigitsClassifier, DigitsDataModule

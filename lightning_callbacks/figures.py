@@ -8,32 +8,39 @@ survives the epoch) and rendered once. TensorBoard gets ``add_image``; loggers w
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from torch import Tensor
 from torch.nn import functional as F
 
 from captum_qubo.metrics import ClassDisentanglement
+from lightning_callbacks.lightning_namespace import installed_namespaces
 
 
-def takes_images(logger: Logger) -> bool:
-    return isinstance(logger, TensorBoardLogger) or callable(getattr(logger, "log_image", None))
+def _is_tensorboard(logger: Any) -> bool:
+    """A TensorBoardLogger of either Lightning namespace (their classes differ)."""
+    return isinstance(logger, tuple(namespace.TensorBoardLogger for namespace in installed_namespaces()))
 
 
-def overlay_grid(inputs: Tensor, saliency_by_method: Dict[str, Tensor], cell: int = 96, pad: int = 2) -> np.ndarray:
+def takes_images(logger: Any) -> bool:
+    return _is_tensorboard(logger) or callable(getattr(logger, "log_image", None))
+
+
+def overlay_grid(inputs: Tensor, saliency_by_method: Dict[str, Tensor], cell: int = 96, pad: int = 2,
+                 cmap: str = "inferno") -> np.ndarray:
     """Columns are samples; the first row is the input (greyscale), then one row per method: its map
-    (jet colours, [0, 1]) blended half and half over the input.
+    (a perceptual colormap, inferno by default, over [0, 1]) blended half and half over the input.
 
     Args:
         inputs: (n, C, H, W) images as the model sees them (each is min-max scaled for display).
         saliency_by_method: method name -> (n, 1, H, W) maps in [0, 1] at the input resolution, rows in that order.
         cell: side of each square tile in pixels; pad: white pixels between tiles.
+        cmap: the matplotlib colormap of the maps.
 
     Returns:
         (H, W, 3) uint8 image.
@@ -43,10 +50,10 @@ def overlay_grid(inputs: Tensor, saliency_by_method: Dict[str, Tensor], cell: in
     grey = (grey - low) / (grey.amax(dim=(2, 3), keepdim=True) - low).clamp(min=1e-12)
     grey = F.interpolate(grey, size=(cell, cell), mode="nearest").expand(-1, 3, -1, -1)
     rows = [grey]
-    jet = torch.as_tensor(colormaps["jet"](np.linspace(0.0, 1.0, 256))[:, :3], dtype=torch.float32)
+    palette = torch.as_tensor(colormaps[cmap](np.linspace(0.0, 1.0, 256))[:, :3], dtype=torch.float32)
     for saliency in saliency_by_method.values():
         upsampled = F.interpolate(saliency.detach().float().cpu(), size=(cell, cell), mode="nearest")
-        colours = jet[(upsampled.clamp(0, 1) * 255).round().long().squeeze(1)].permute(0, 3, 1, 2)
+        colours = palette[(upsampled.clamp(0, 1) * 255).round().long().squeeze(1)].permute(0, 3, 1, 2)
         rows.append(0.5 * grey + 0.5 * colours)
     tiles = F.pad(torch.stack(rows), (pad, pad, pad, pad), value=1.0)  # (rows, n, 3, cell+2p, cell+2p)
     grid = tiles.permute(0, 3, 1, 4, 2).reshape(tiles.shape[0] * tiles.shape[3], -1, 3)
@@ -76,10 +83,10 @@ def disentanglement_image(
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
-def log_images(loggers: Iterable[Logger], images: Dict[str, np.ndarray], step: int) -> None:
+def log_images(loggers: Iterable[Any], images: Dict[str, np.ndarray], step: int) -> None:
     """Send each (H, W, 3) uint8 image (tag -> image) to every logger that takes images; skip the others."""
     for logger in loggers:
-        if isinstance(logger, TensorBoardLogger):
+        if _is_tensorboard(logger):
             for tag, image in images.items():
                 logger.experiment.add_image(tag, image, global_step=step, dataformats="HWC")
         elif callable(getattr(logger, "log_image", None)):

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch.nn import Module
 
+from captum_qubo.model_access import preserved_module_modes
+
 
 @contextmanager
 def preserved_random_state() -> Iterator[None]:
@@ -29,18 +31,6 @@ def preserved_random_state() -> Iterator[None]:
         finally:
             random.setstate(python_state)
             np.random.set_state(numpy_state)
-
-
-@contextmanager
-def preserved_module_modes(module: Module) -> Iterator[None]:
-    """Put ``module`` in eval mode and give every submodule its own train/eval flag back on exit."""
-    modes = [(submodule, submodule.training) for submodule in module.modules()]
-    module.eval()
-    try:
-        yield
-    finally:
-        for submodule, training in modes:
-            submodule.training = training
 
 
 @contextmanager

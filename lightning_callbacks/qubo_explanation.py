@@ -6,15 +6,12 @@ from __future__ import annotations
 import copy
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
-import pytorch_lightning as pl
 import torch
 from captum.attr import LayerActivation, LayerAttribution
-from pytorch_lightning.callbacks import Callback
-from pytorch_lightning.utilities import rank_zero_warn
-from pytorch_lightning.utilities.model_helpers import is_overridden
 from torch import Tensor
 from torch.nn import Module, ModuleDict
 
+from captum_qubo.attribution.options import QuboOptions
 from captum_qubo.attribution.qubo_attribution import QuboFeatureMapAttribution, explanation_map
 from captum_qubo.baselines import LayerGradCamWithWeights
 from captum_qubo.metrics import channel_sets_to_mask, masked_confidences, top_k_mask
@@ -23,6 +20,7 @@ from lightning_callbacks.explanation_metrics import METRIC_NAMES, ExplanationMet
 from lightning_callbacks.figures import disentanglement_image, log_images, overlay_grid, takes_images
 from lightning_callbacks.isolation import explanation_context, preserved_random_state
 from lightning_callbacks.layer_lookup import layer_name
+from lightning_callbacks.lightning_namespace import LightningCallback
 from lightning_callbacks.validation_samples import (
     UnpackBatch,
     dataset_labels,
@@ -37,7 +35,7 @@ QUBO, BASELINE = "qubo", "gradcam_topk"
 TARGETS = ("label", "prediction")
 
 
-class QuboExplanationCallback(Callback):
+class QuboExplanationCallback(LightningCallback):
     r"""Explains the same validation samples at the end of every n-th validation epoch and logs the result.
 
     Per explained epoch it runs :class:`~captum_qubo.attribution.QuboFeatureMapAttribution` on a fixed,
@@ -69,9 +67,10 @@ class QuboExplanationCallback(Callback):
         num_samples (int): how many validation samples to explain (fewer if the set is smaller).
         every_n_epochs (int): explain when ``(current_epoch + 1) % every_n_epochs == 0`` (at every validation
                     run of such an epoch: several with ``val_check_interval < 1``); ``trainer.validate`` always explains.
-        sampler, sampler_kwargs, formulation, k, beta, max_variables: as for
-                    :class:`~captum_qubo.attribution.QuboFeatureMapAttribution`.
-        seed (int): seeds both the choice of samples and the sampler.
+        options (QuboOptions, optional): how maps are selected (sampler, sampler_kwargs, formulation, k, beta,
+                    seed, max_variables), exactly as for :class:`~captum_qubo.attribution.QuboFeatureMapAttribution`.
+                    Its seed also seeds the choice of samples (seed None: samples chosen with seed 0, so every
+                    rank agrees).
         target (str): explain the true ``"label"`` (default) or the model's ``"prediction"``; the
                     explained class is also the class the disentanglement groups by.
         baseline (bool): also log Grad-CAM top-K on the same samples.
@@ -84,6 +83,10 @@ class QuboExplanationCallback(Callback):
         class_names (list[str], optional): tick labels of the BC matrix picture.
         unpack_batch (Callable): maps a collated batch to ``(inputs, labels)``; default ``batch[0], batch[1]``.
         prefix (str): prefix of the logged names.
+        lightning (str, optional): pin the callback to ``"lightning.pytorch"`` or ``"pytorch_lightning"``; None
+                    (default) runs with a Trainer of either (see :mod:`lightning_callbacks.lightning_namespace`).
+        **option_fields: the fields of :class:`QuboOptions` as keywords (``sampler="exact"``, ``seed=0`` ...),
+                    applied over ``options``.
     """
 
     def __init__(
@@ -91,13 +94,7 @@ class QuboExplanationCallback(Callback):
         layer: Union[str, Module],
         num_samples: int = 64,
         every_n_epochs: int = 1,
-        sampler: Any = "sa",
-        sampler_kwargs: Optional[dict] = None,
-        formulation: str = "unconstrained",
-        k: Optional[int] = None,
-        beta: float = 0.7,
-        seed: int = 0,
-        max_variables: Optional[int] = None,
+        options: Optional[QuboOptions] = None,
         target: str = "label",
         baseline: bool = True,
         dataloader_idx: int = 0,
@@ -107,7 +104,10 @@ class QuboExplanationCallback(Callback):
         class_names: Optional[Sequence[str]] = None,
         unpack_batch: UnpackBatch = inputs_and_labels,
         prefix: str = "explain/",
+        lightning: Optional[str] = None,
+        **option_fields: Any,
     ) -> None:
+        super().__init__(lightning)
         for name, value, low in (("num_samples", num_samples, 1), ("every_n_epochs", every_n_epochs, 1),
                                  ("dataloader_idx", dataloader_idx, 0), ("batch_size", batch_size, 1), ("num_images", num_images, 0),
                                  ("images_every_n_epochs", images_every_n_epochs, 0)):
@@ -118,9 +118,11 @@ class QuboExplanationCallback(Callback):
         self.layer = layer
         self.num_samples = num_samples
         self.every_n_epochs = every_n_epochs
-        self.attribution_options = dict(sampler=sampler, sampler_kwargs=sampler_kwargs, formulation=formulation,
-                                        k=k, beta=beta, seed=seed, max_variables=max_variables)
-        self.seed = seed
+        try:
+            self.options = QuboOptions.from_kwargs(options, **option_fields)
+        except TypeError as error:
+            raise TypeError(f"QuboExplanationCallback: {error} (or one of the callback's own arguments)") from None
+        self.seed = self.options.resolved_seed if self.options.resolved_seed is not None else 0
         self.target = target
         self.baseline = baseline
         self.dataloader_idx = dataloader_idx
@@ -144,13 +146,14 @@ class QuboExplanationCallback(Callback):
         layer = self.layer if isinstance(self.layer, str) else type(self.layer).__name__
         return self._generate_state_key(layer=layer, num_samples=self.num_samples, dataloader_idx=self.dataloader_idx)
 
-    def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+    def setup(self, trainer: "Trainer", pl_module: "LightningModule", stage: str) -> None:
         """Check everything that could fail later (layer, sampler, validation data), choose the samples, dry-run."""
+        lightning = self.bind(trainer)
         if stage not in ("fit", "validate"):
             return
         self._layer_name = layer_name(pl_module, self.layer)
-        check_sampler_ready(self.attribution_options["sampler"])
-        if not is_overridden("validation_step", pl_module):
+        check_sampler_ready(self.options.resolved_sampler)
+        if not lightning.is_overridden("validation_step", pl_module):
             raise ValueError(
                 f"{type(pl_module).__name__} defines no validation_step, so Lightning never runs validation "
                 "and QuboExplanationCallback (which explains at the end of validation epochs) would do nothing"
@@ -167,18 +170,18 @@ class QuboExplanationCallback(Callback):
                 self._choose_samples(dataloader)
         self._samples = None
         self._attribution = QuboFeatureMapAttribution(
-            pl_module, pl_module.get_submodule(self._layer_name), **self.attribution_options
+            pl_module, pl_module.get_submodule(self._layer_name), options=self.options
         )
         self._dry_run(pl_module)
 
     def _choose_samples(self, dataloader: torch.utils.data.DataLoader) -> None:
         labels = dataset_labels(dataloader, self.unpack_batch)
         if self.num_samples > labels.size:
-            rank_zero_warn(f"num_samples={self.num_samples} but the validation set has {labels.size} items; "
+            self.lightning.rank_zero_warn(f"num_samples={self.num_samples} but the validation set has {labels.size} items; "
                            "explaining all of them")
         self.sample_indices = stratified_indices(labels, min(self.num_samples, labels.size), self.seed).tolist()
 
-    def _dry_run(self, pl_module: "pl.LightningModule") -> None:
+    def _dry_run(self, pl_module: "LightningModule") -> None:
         """Explain one sample now, so a failing sampler or an unsuitable layer stops the run before training."""
         with explanation_context(pl_module):
             inputs, _ = self._inputs_and_labels(pl_module, [0])
@@ -199,7 +202,7 @@ class QuboExplanationCallback(Callback):
         methods = [QUBO, BASELINE] if self.baseline else [QUBO]
         self._metrics = ModuleDict({m: ExplanationMetrics(logits.shape[1], num_channels, m == QUBO) for m in methods})
 
-    def _inputs_and_labels(self, pl_module: "pl.LightningModule", positions: List[int]) -> tuple:
+    def _inputs_and_labels(self, pl_module: "LightningModule", positions: List[int]) -> tuple:
         if self._samples is None:
             self._samples = load_samples(self._dataset, self.sample_indices, self._collate, self.unpack_batch)
         inputs, labels = self._samples
@@ -207,7 +210,7 @@ class QuboExplanationCallback(Callback):
         index = torch.as_tensor(positions, dtype=torch.long)
         return inputs[index].to(pl_module.device, dtype), labels[index].to(pl_module.device)
 
-    def on_validation_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def on_validation_epoch_end(self, trainer: "Trainer", pl_module: "LightningModule") -> None:
         if trainer.sanity_checking or self._metrics is None:
             return
         if trainer.state.fn == "fit" and (trainer.current_epoch + 1) % self.every_n_epochs:
@@ -231,18 +234,18 @@ class QuboExplanationCallback(Callback):
         for metrics in self._metrics.values():
             metrics.reset()
 
-    def _pictures_due(self, trainer: "pl.Trainer") -> bool:
+    def _pictures_due(self, trainer: "Trainer") -> bool:
         every = self.images_every_n_epochs
         return (every > 0 and (trainer.current_epoch + 1) % every == 0 and trainer.is_global_zero
                 and any(takes_images(logger) for logger in trainer.loggers))
 
-    def _explain(self, pl_module: "pl.LightningModule", positions: List[int]) -> Dict[str, Tensor]:
+    def _explain(self, pl_module: "LightningModule", positions: List[int]) -> Dict[str, Tensor]:
         """Explain this rank's samples in batches, update the metrics, return the first inputs and maps for pictures."""
         batches = [positions[start:start + self.batch_size] for start in range(0, len(positions), self.batch_size)]
         shown = [self._explain_batch(pl_module, batch) for batch in batches]
         return shown[0]
 
-    def _explain_batch(self, pl_module: "pl.LightningModule", positions: List[int]) -> Dict[str, Tensor]:
+    def _explain_batch(self, pl_module: "LightningModule", positions: List[int]) -> Dict[str, Tensor]:
         inputs, labels = self._inputs_and_labels(pl_module, positions)
         if self.target == "label":
             targets = labels
@@ -276,14 +279,14 @@ class QuboExplanationCallback(Callback):
     def _num_channels(self) -> int:
         return self._metrics[QUBO].disentanglement.num_channels
 
-    def _log_images(self, trainer: "pl.Trainer", values: Dict[str, dict], shown: Optional[Dict[str, Tensor]]):
+    def _log_images(self, trainer: "Trainer", values: Dict[str, dict], shown: Optional[Dict[str, Tensor]]):
         panels = {m: (self._metrics[m].disentanglement, v["matrix"]) for m, v in values.items()}
         images = {f"{self.prefix}bc_matrix": disentanglement_image(panels, self.class_names)}
         if shown is not None and self.num_images:
             images[f"{self.prefix}overlays"] = overlay_grid(shown["inputs"], {m: shown[m] for m in values})
         log_images(trainer.loggers, images, trainer.global_step)
 
-    def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+    def teardown(self, trainer: "Trainer", pl_module: "LightningModule", stage: str) -> None:
         """Let go of the model, the dataset and the cached samples; indices and history stay."""
         self._dataset = self._collate = self._samples = self._attribution = self._metrics = None
 

@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Callable, List, Tuple
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset
@@ -57,7 +56,7 @@ def stratified_indices(labels: np.ndarray, num_samples: int, seed: int) -> np.nd
     return np.sort(order[round_robin[:num_samples]])
 
 
-def validation_dataloader(trainer: "pl.Trainer", stage: str, dataloader_idx: int) -> DataLoader:
+def validation_dataloader(trainer: "Trainer", stage: str, dataloader_idx: int) -> DataLoader:
     """The ``dataloader_idx``-th validation dataloader of the run, or a ValueError saying why there is none."""
     loop = trainer.validate_loop if stage == "validate" else trainer.fit_loop.epoch_loop.val_loop
     source = loop._data_source

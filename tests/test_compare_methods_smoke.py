@@ -106,7 +106,7 @@ def imagenet_run(efficientnet):
 
 
 def test_imagenet_numbers_match_direct_metric_calls(imagenet_run, efficientnet, efficientnet_layer, chelsea):
-    assert imagenet_run["photos"][0]["name"] == "chelsea" and imagenet_run["photos"][0]["predicted"] == "Egyptian cat"
+    assert imagenet_run["photos"][0]["name"] == "chelsea" and imagenet_run["photos"][0]["predicted"] in ("tiger cat", "Egyptian cat", "tabby")
     target = torch.tensor([imagenet_run["photos"][0]["class_index"]])
     saliency = minmax_saliency(LayerGradCam(efficientnet, efficientnet_layer).attribute(chelsea, target=target),
                                chelsea.shape[2:])

@@ -4,9 +4,9 @@ import random
 
 import numpy as np
 import pytest
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 import torch
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 

@@ -3,8 +3,8 @@ import json
 import socket
 
 import pytest
-import pytorch_lightning as pl
-from pytorch_lightning.callbacks import Callback
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
 
 from lightning_callbacks import QuboExplanationCallback
 from lightning_callbacks.digits_example import DIGITS_LAYER, DigitsClassifier, DigitsDataModule

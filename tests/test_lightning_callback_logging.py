@@ -6,11 +6,11 @@ import os
 
 import numpy as np
 import pytest
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 import torch
 from matplotlib import colormaps
-from pytorch_lightning.callbacks import Callback
-from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lightning_callbacks import QuboExplanationCallback
@@ -51,7 +51,7 @@ def test_overlay_grid_blends_the_colour_map_over_the_greyscale_input():
     saliency = torch.ones(2, 1, 4, 4)
     grid = overlay_grid(inputs, {"qubo": saliency}, cell=8, pad=1)
     assert grid.shape == (2 * 10, 2 * 10, 3) and grid.dtype == np.uint8
-    hot = np.asarray(colormaps["jet"](1.0)[:3])
+    hot = np.asarray(colormaps["inferno"](1.0)[:3])
     tile = 10 + 1  # row 1 (the method), past the padding
     assert np.array_equal(grid[tile, 1], np.round(255 * 0.5 * hot).astype(np.uint8))  # black input: half colour
     assert np.array_equal(grid[tile, 10 + 1 + 7], np.round(255 * (0.5 + 0.5 * hot)).astype(np.uint8))  # white

@@ -5,16 +5,23 @@ from captum_qubo.zoo.efficientnet import (
     imagenet_class_names,
     load_efficientnet_lite0,
 )
-from captum_qubo.zoo.images import SAMPLE_IMAGES, load_sample_image, preprocess_image
+from captum_qubo.zoo.images import NORMALIZATIONS, SAMPLE_IMAGES, load_sample_image, preprocess_image, read_image
+from captum_qubo.zoo.models import ZOO_MODELS, LoadedModel, check_model_spec, load_model
 
 __all__ = [
     "DigitsCNN",
+    "LoadedModel",
+    "NORMALIZATIONS",
     "SAMPLE_IMAGES",
+    "ZOO_MODELS",
+    "check_model_spec",
     "efficientnet_target_layer",
     "imagenet_class_names",
     "load_digits_split",
     "load_efficientnet_lite0",
+    "load_model",
     "load_sample_image",
     "preprocess_image",
+    "read_image",
     "train_digits_cnn",
 ]

@@ -1,0 +1,1 @@
+"""Adapters that let other evaluation libraries call our explainers (Quantus)."""
