@@ -17,7 +17,7 @@ from captum_qubo.solvers.registry import sampler_defaults
 
 SamplerSpec = Union[str, dimod.Sampler, Callable[[], dimod.Sampler]]
 
-DEFAULT_SAMPLER = {"unconstrained": "sa", "k_hot": "tabu"}
+DEFAULT_SAMPLER = {"unconstrained": "dense-tabu", "k_hot": "dense-tabu"}
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ explanation is ``minmax(Σ_{k∈S} ReLU(α_k f_k))`` over the selected maps S, a
 from __future__ import annotations
 
 import warnings
+from functools import partial
 from time import perf_counter
 from typing import Any, Callable, List, Optional, Tuple, Union
 
@@ -23,8 +24,15 @@ from torch.nn import Module
 
 from captum_qubo.attribution.layer_evaluation import layer_gradients_and_activations, layer_name
 from captum_qubo.attribution.options import QuboOptions
+from captum_qubo.formulation.batched import (
+    BatchedFeatureMapQubo,
+    SampleQuboError,
+    build_batched_qubos,
+    states_to_channels,
+)
 from captum_qubo.formulation.qubo import build_feature_map_qubo
-from captum_qubo.solvers.registry import check_sampler_ready, get_sampler, sample_lowest_energy
+from captum_qubo.solvers.batch import solve_batch
+from captum_qubo.solvers.registry import check_sampler_ready, get_sampler
 from captum_qubo.attribution.selection import FeatureMapSelection
 
 class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
@@ -81,6 +89,9 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
         target: TargetType = None,
         additional_forward_args: Optional[object] = None,
         attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        attr_dim_summation: bool = True,
+        normalize: bool = True,
     ) -> Tensor:
         r"""
         Args:
@@ -89,11 +100,24 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
                         Captum: one int for every sample, or one per sample (list / 1-D tensor).
             additional_forward_args (Any, optional): Extra arguments for ``forward_func``.
             attribute_to_layer_input (bool): Use the layer's input instead of its output.
+            relu_attributions (bool): True (default, the paper's map): each selected map
+                        contributes ReLU(α_k f_k), so the map is non-negative. False: the signed
+                        α_k f_k, as ``LayerGradCam`` without its ReLU. (Captum's ``LayerGradCam``
+                        applies one ReLU after summing; the paper applies it per map.)
+            attr_dim_summation (bool): True: sum over the selected maps, (N, 1, H, W). False:
+                        one channel per feature map, (N, C, H, W), zero for maps not selected.
+            normalize (bool): min-max normalise each sample's map to [0, 1] (per sample over all
+                        channels). False keeps the scale of α·f, for scale-aware comparisons
+                        (infidelity, sensitivity).
 
         Returns:
-            *Tensor* of shape (N, 1, H, W) at the layer's resolution, min-max normalised per
-            sample to [0, 1]. Upsample with ``LayerAttribution.interpolate``. The selections are
-            in ``self.last_selections`` and α on the selected maps in ``self.last_channel_weights``.
+            *Tensor* at the layer's resolution. Upsample with ``LayerAttribution.interpolate``.
+            The selections are in ``self.last_selections`` and α on the selected maps in
+            ``self.last_channel_weights``.
+
+        Under :class:`captum.attr.NoiseTunnel` every noisy copy is a sample of its own, so each
+        copy gets its own selection (``last_selections`` then holds one per copy) and the tunnel
+        averages maps built from possibly different maps.
         """
         self.last_selections, self.last_channel_weights = [], None  # never leave a stale result
         check_sampler_ready(self.sampler_spec)
@@ -122,107 +146,115 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
             )
             forward_backward = perf_counter() - start
         importance = gradients.mean(dim=(2, 3))
-        self._check_cardinality(activations.shape[1])
+        self._check_layer(activations)
 
-        importance_np = importance.double().cpu().numpy()
-        activations_np = activations.double().cpu().numpy()
-        selections = [
-            self._select(importance_np[i], activations_np[i], sampler, targets[i], forward_backward / num_samples, i)
-            for i in range(num_samples)
-        ]
+        start = perf_counter()
+        try:
+            qubos = build_batched_qubos(
+                importance, activations, self.beta, self.formulation, self.k, self.max_variables
+            )
+        except SampleQuboError as error:
+            raise ValueError(f"sample {error.sample} (target {targets[error.sample]}): {error.reason}") from error
+        build = (perf_counter() - start) / max(num_samples, 1)
+        solution = solve_batch(qubos, sampler, self.seed, self.sampler_kwargs)
+        channels = states_to_channels(qubos, solution.states)
+        capped = capped_importance(importance, qubos)
+        sampler_name = self.sampler_spec if isinstance(self.sampler_spec, str) else _sampler_name(sampler)
+        selections = []
+        for i in range(num_samples):
+            if not channels[i].size and int(qubos.num_variables[i]) == 0:
+                warnings.warn(
+                    f"sample {i} (target {targets[i]}): no feature map has positive importance, so nothing is "
+                    "selected and its explanation is all zeros. Check the target or explain another layer.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            selections.append(
+                FeatureMapSelection(
+                    channels=channels[i],
+                    importance=importance[i].double().cpu().numpy(),
+                    energy=float(solution.energies[i]),
+                    num_variables=int(qubos.num_variables[i]),
+                    sampler=sampler_name,
+                    info=solution.infos[i],
+                    timings={"forward_backward": forward_backward / num_samples, "build": build,
+                             "solve": solution.solve_seconds[i]},
+                    qubo_factory=partial(self._sample_qubo, capped[i], activations[i]),
+                    target=targets[i],
+                )
+            )
         selected = torch.zeros_like(importance, dtype=torch.bool)
-        for i, selection in enumerate(selections):
-            selected[i, torch.as_tensor(selection.channels, dtype=torch.long, device=selected.device)] = True
+        rows = torch.arange(num_samples, device=qubos.kept.device)[:, None].expand_as(qubos.kept)
+        selected[rows[solution.states], qubos.kept[solution.states]] = True
         channel_weights = torch.where(selected, importance, torch.zeros_like(importance))
         self.last_selections = selections
         self.last_channel_weights = channel_weights
-        return explanation_map(channel_weights, activations)
+        return explanation_map(channel_weights, activations, relu_attributions, attr_dim_summation, normalize)
+
+    def _sample_qubo(self, importance: np.ndarray, feature_maps: Tensor):
+        """One sample's :class:`FeatureMapQubo`, built on demand for ``FeatureMapSelection.qubo``."""
+        maps = feature_maps.double().cpu().numpy()
+        return build_feature_map_qubo(importance, maps, self.beta, self.formulation, self.k)
 
     def _resolve_sampler(self) -> dimod.Sampler:
         if self._sampler is None:
             self._sampler = get_sampler(self.sampler_spec)
         return self._sampler
 
-    def _check_cardinality(self, num_channels: int) -> None:
+    def _check_layer(self, activations: Tensor) -> None:
+        num_channels, height, width = activations.shape[1:]
         if self.k is not None and self.k > num_channels:
             raise ValueError(
                 f"k={self.k} but {layer_name(self.forward_func, self.layer)} has only {num_channels} "
                 f"feature maps; choose k <= {num_channels}"
             )
-
-    def _select(
-        self,
-        importance: np.ndarray,
-        feature_maps: np.ndarray,
-        sampler: dimod.Sampler,
-        target: Any,
-        forward_backward: float,
-        index: int,
-    ) -> FeatureMapSelection:
-        start = perf_counter()
-        try:
-            qubo = build_feature_map_qubo(
-                self._cap_variables(importance), feature_maps, self.beta, self.formulation, self.k
-            )
-        except ValueError as error:
-            raise ValueError(f"sample {index} (target {target}): {error}") from error
-        build = perf_counter() - start
-        d = qubo.num_variables
-        if d == 0:
+        if height * width == 1:
             warnings.warn(
-                f"sample {index} (target {target}): no feature map has positive importance, so nothing "
-                "is selected and its explanation is all zeros. Check the target or explain another layer.",
+                f"{layer_name(self.forward_func, self.layer)} has 1x1 feature maps: every map is one number, so "
+                "|cos| redundancy is 1 between any two active maps and a min-max normalised map is all zeros. "
+                "Explain an earlier layer with spatial maps, or pass normalize=False.",
                 RuntimeWarning,
                 stacklevel=3,
             )
-            channels, energy, info, solve_time = np.zeros(0, dtype=np.int64), 0.0, {}, 0.0
-        else:
-            limit = dict(getattr(sampler, "properties", {}) or {}).get("max_num_variables")
-            if limit is not None and d > limit:
-                raise ValueError(
-                    f"sample {index} has d={d} variables but sampler {_sampler_name(sampler)} handles at "
-                    f"most {limit}; pass max_variables={limit} or use a heuristic sampler such as 'sa'"
-                )
-            start = perf_counter()
-            best = sample_lowest_energy(qubo.to_bqm(), sampler, self.seed, **self.sampler_kwargs)
-            solve_time = perf_counter() - start
-            channels, energy, info = np.sort(qubo.selected_channels(best.state)), best.energy, best.info
-        return FeatureMapSelection(
-            channels=channels.astype(np.int64),
-            importance=importance,
-            energy=float(energy),
-            num_variables=d,
-            sampler=self.sampler_spec if isinstance(self.sampler_spec, str) else _sampler_name(sampler),
-            info=info,
-            timings={"forward_backward": forward_backward, "build": build, "solve": solve_time},
-            qubo=qubo,
-            target=target,
-        )
-
-    def _cap_variables(self, importance: np.ndarray) -> np.ndarray:
-        """α with all but the ``max_variables`` largest positive entries set to 0 (pre-filtered)."""
-        if self.max_variables is None or np.count_nonzero(importance > 0) <= self.max_variables:
-            return importance
-        keep = np.argsort(-importance, kind="stable")[: self.max_variables]
-        capped = np.zeros_like(importance)
-        capped[keep] = importance[keep]
-        return capped
 
 
-def explanation_map(channel_weights: Tensor, feature_maps: Tensor) -> Tensor:
+def capped_importance(importance: Tensor, qubos: BatchedFeatureMapQubo) -> List[np.ndarray]:
+    """Per sample, α with every channel outside its QUBO set to 0 (what the per-sample builder must see)."""
+    in_problem = torch.zeros_like(importance, dtype=torch.bool)
+    rows = torch.arange(importance.shape[0], device=importance.device)[:, None].expand_as(qubos.kept)
+    in_problem[rows[qubos.mask], qubos.kept[qubos.mask]] = True
+    capped = torch.where(in_problem, importance, torch.zeros_like(importance)).double().cpu().numpy()
+    return list(capped)
+
+
+def explanation_map(
+    channel_weights: Tensor,
+    feature_maps: Tensor,
+    relu_attributions: bool = True,
+    attr_dim_summation: bool = True,
+    normalize: bool = True,
+) -> Tensor:
     """METHOD.md §2: minmax(Σ_k ReLU(w_k f_k)) per sample, ReLU per map before summing.
 
     Args:
         channel_weights: (N, C) α on the selected maps, 0 elsewhere.
         feature_maps: (N, C, H, W) the layer's activations.
+        relu_attributions: ReLU each weighted map (the paper's); False keeps the sign.
+        attr_dim_summation: sum over maps to (N, 1, H, W); False keeps (N, C, H, W).
+        normalize: min-max normalise each sample (over all its channels and positions) to [0, 1].
 
     Returns:
-        (N, 1, H, W) in [0, 1]; all zeros for a sample whose sum is constant (e.g. nothing selected).
+        The map; a sample whose values are constant (e.g. nothing selected) is all zeros when normalised.
     """
-    summed = torch.relu(channel_weights[:, :, None, None] * feature_maps).sum(dim=1, keepdim=True)
-    low = summed.amin(dim=(2, 3), keepdim=True)
-    span = summed.amax(dim=(2, 3), keepdim=True) - low
-    return torch.where(span > 0, (summed - low) / torch.where(span > 0, span, torch.ones_like(span)), 0.0)
+    weighted = channel_weights[:, :, None, None] * feature_maps
+    if relu_attributions:
+        weighted = torch.relu(weighted)
+    result = weighted.sum(dim=1, keepdim=True) if attr_dim_summation else weighted
+    if not normalize:
+        return result
+    low = result.amin(dim=(1, 2, 3), keepdim=True)
+    span = result.amax(dim=(1, 2, 3), keepdim=True) - low
+    return torch.where(span > 0, (result - low) / torch.where(span > 0, span, torch.ones_like(span)), 0.0)
 
 
 def per_sample_targets(target: TargetType, num_samples: int) -> List[Any]:

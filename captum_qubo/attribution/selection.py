@@ -7,8 +7,9 @@ sampler's own report and the time spent can be read back without recomputing any
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
@@ -28,7 +29,8 @@ class FeatureMapSelection:
         info: the sampler's ``SampleSet.info`` (timing, embedding, ...) as returned.
         timings: seconds spent, keys ``forward_backward`` (this sample's share of the batch's
             forward + backward pass), ``build`` (QUBO construction) and ``solve`` (sampler call).
-        qubo: the :class:`~captum_qubo.formulation.qubo.FeatureMapQubo` that was solved.
+        qubo_factory: builds the :class:`~captum_qubo.formulation.qubo.FeatureMapQubo` that was
+            solved; read it as :attr:`qubo` (built on first access: the batched solver never needs it).
         target: the output index explained for this sample (None when the model needs none).
     """
 
@@ -39,8 +41,13 @@ class FeatureMapSelection:
     sampler: str
     info: Dict[str, Any]
     timings: Dict[str, float]
-    qubo: FeatureMapQubo
+    qubo_factory: Callable[[], FeatureMapQubo] = field(repr=False)
     target: Optional[Any] = None
+
+    @cached_property
+    def qubo(self) -> FeatureMapQubo:
+        """The sample's QUBO (d×d; built on first access)."""
+        return self.qubo_factory()
 
     @property
     def num_selected(self) -> int:

@@ -23,6 +23,14 @@ from torch import Tensor
 from captum_qubo.formulation.qubo import FORMULATIONS, FeatureMapQubo, assemble_feature_map_qubo
 
 
+class SampleQuboError(ValueError):
+    """One sample's QUBO cannot be built; ``sample`` is its index in the batch, ``reason`` what is wrong."""
+
+    def __init__(self, sample: int, reason: str) -> None:
+        super().__init__(f"sample {sample}: {reason}")
+        self.sample, self.reason = sample, reason
+
+
 @dataclass(frozen=True)
 class BatchedFeatureMapQubo:
     """The QUBOs of B samples, padded to D variables.
@@ -133,8 +141,8 @@ def build_batched_qubos(
         too_small = ((sizes > 0) & (sizes < k)).nonzero().flatten()
         if too_small.numel():
             i = int(too_small[0])
-            raise ValueError(
-                f"sample {i}: k={k} but only {int(sizes[i])} maps have positive importance; choose "
+            raise SampleQuboError(
+                i, f"k={k} but only {int(sizes[i])} maps have positive importance; choose "
                 f"1 <= k <= {int(sizes[i])} or use formulation='unconstrained'"
             )
     elif k is not None:
@@ -146,7 +154,7 @@ def build_batched_qubos(
     kept = torch.where(mask, kept, torch.zeros_like(kept))
 
     kept_alpha = torch.where(mask, alpha.gather(1, kept), torch.zeros((), dtype=dtype, device=alpha.device))
-    scale = kept_alpha.amax(dim=1, keepdim=True)
+    scale = kept_alpha.amax(dim=1, keepdim=True) if width else torch.ones((len(alpha), 1), dtype=dtype, device=alpha.device)
     h = kept_alpha / torch.where(scale > 0, scale, torch.ones_like(scale))
 
     flat = maps.flatten(2)

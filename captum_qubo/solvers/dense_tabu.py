@@ -135,9 +135,9 @@ class _SlotSearch:
 
     Each start keeps its selected maps in ``capacity`` slots. A move puts map q into slot j (a swap when j holds a
     map, an addition when j is empty) or, unconstrained only, empties a slot (a removal). With ``k`` there are
-    exactly k slots, all full, and no removals: every state is K-hot. Unconstrained, a removed or swapped-out map
-    may not re-enter and an added map may not leave for ``tenure`` steps; with ``k`` only re-entry is tabu
-    (making the entering map tabu to leave too would freeze every kept map within K steps when K is 1–3).
+    exactly k slots, all full, and no removals: every state is K-hot. A removed or swapped-out map may not re-enter
+    for ``tenure`` steps. Only re-entry is tabu: making an added map tabu to leave as well freezes small sets (all
+    kept maps recently added), and the search then only grows the set uphill.
     """
 
     def __init__(self, linear: Tensor, quadratic: Tensor, mask: Tensor, keys: Tensor, tenure: Tensor,
@@ -152,7 +152,6 @@ class _SlotSearch:
         # +inf where a map cannot enter: padding always, kept maps, maps tabu to re-enter (until that step).
         self.enter_until = torch.where(mask[:, None, :], 0.0, torch.inf).to(dtype).expand(keys.shape).clone()
         self.kept_block = torch.zeros_like(self.state)
-        self.leave_until = torch.zeros_like(self.state)
         slots = k if k is not None else capacity
         self.selected = torch.zeros((batch, num_starts, slots), dtype=torch.long, device=device)
         self.filled = torch.zeros((batch, num_starts, slots), dtype=torch.bool, device=device)
@@ -200,28 +199,30 @@ class _SlotSearch:
             self.state.scatter_(2, index, torch.where(changes[..., None], value, current))
             self.kept_block.scatter_(2, index, torch.where(changes[..., None], torch.inf if value else 0.0,
                                                            self.kept_block.gather(2, index)))
-        later = iteration + 1 + self.tenure
         out_index = outgoing[..., None]
-        self.enter_until.scatter_(2, out_index, torch.where(going_out[..., None], later, self.enter_until.gather(2, out_index)))
-        if not self.constrained:
-            in_index = incoming[..., None]
-            self.leave_until.scatter_(2, in_index, torch.where(coming_in[..., None], later, self.leave_until.gather(2, in_index)))
+        self.enter_until.scatter_(2, out_index, torch.where(going_out[..., None], iteration + 1 + self.tenure,
+                                                            self.enter_until.gather(2, out_index)))
         self.selected.scatter_(2, slot_, incoming[..., None])
         self.filled.scatter_(2, slot_, torch.where(active, ~removal, was_filled)[..., None])
         self.selected_rows.scatter_(2, rows_index, torch.where(coming_in[..., None], incoming_rows,
                                                               torch.where(going_out[..., None], 0.0, outgoing_rows))[:, :, None, :])
 
     def step(self, iteration: int, running: Tensor) -> Tensor:
-        entering = torch.where(self.enter_until > iteration, torch.inf, self.fields) + self.kept_block
-        per_slot, incoming = (entering[:, :, None, :] - self.selected_rows).min(dim=3)  # (B, R, slots)
+        allowed = self.fields + self.kept_block
+        entering = torch.where(self.enter_until > iteration, torch.inf, allowed)
         field_out = torch.where(self.filled, self.fields.gather(2, self.selected), 0.0)
-        may_leave = ~self.filled | (self.leave_until.gather(2, self.selected) <= iteration)
-        swap = torch.where(may_leave, per_slot - field_out, torch.inf)
+        per_slot, incoming = (entering[:, :, None, :] - self.selected_rows).min(dim=3)  # (B, R, slots)
+        swap = per_slot - field_out
+        # Aspiration: a tabu map may enter when that reaches a new best energy.
+        any_slot, any_incoming = (allowed[:, :, None, :] - self.selected_rows).min(dim=3)
+        aspiring = self.energy[..., None] + any_slot - field_out < self.best_energy[..., None] - _IMPROVEMENT
+        swap = torch.where(aspiring, any_slot - field_out, swap)
+        incoming = torch.where(aspiring, any_incoming, incoming)
         if self.constrained:
             move_delta, slot = swap.min(dim=2)
             removal = torch.zeros_like(running)
         else:
-            remove = torch.where(self.filled & may_leave, -field_out, torch.inf)
+            remove = torch.where(self.filled, -field_out, torch.inf)
             move_delta, choice = torch.cat([swap, remove], dim=2).min(dim=2)
             slots = swap.shape[2]
             slot, removal = choice % slots, choice >= slots

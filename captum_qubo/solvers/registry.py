@@ -27,6 +27,7 @@ from dwave.samplers import (
     TabuSampler,
 )
 
+from captum_qubo.solvers.dense_sampler import DenseTabuSampler
 from captum_qubo.solvers.exact import ExactMinimumSampler
 
 SamplerSpec = Union[str, dimod.Sampler, Callable[[], dimod.Sampler]]
@@ -197,6 +198,49 @@ def sample_lowest_energy(
         SamplerConfigurationError: a keyword argument the sampler does not declare, or the
             sampler returned no samples.
     """
+    return submit_sample(bqm, sampler, seed, **sampler_kwargs).result()
+
+
+class PendingSample:
+    """A submitted ``sampler.sample`` call whose SampleSet may still be resolving (remote QPU, hybrid).
+
+    dimod SampleSets resolve lazily, so submitting every problem of a batch before calling :meth:`result`
+    on any lets a remote solver work on all of them while the network round trips overlap.
+    """
+
+    def __init__(self, bqm: dimod.BinaryQuadraticModel, sampleset: Optional[dimod.SampleSet], sampler_name: str):
+        self.bqm, self.sampleset, self.sampler_name = bqm, sampleset, sampler_name
+
+    def done(self) -> bool:
+        """True when the result is available without waiting."""
+        return self.sampleset is None or self.sampleset.done()
+
+    def result(self) -> LowestEnergySample:
+        """Wait for the SampleSet and keep its lowest-energy sample (energy recomputed on the BQM)."""
+        if self.sampleset is None:
+            return LowestEnergySample(np.zeros(0, dtype=np.int8), float(self.bqm.offset), {}, 0)
+        self.sampleset.resolve()
+        if len(self.sampleset) == 0:
+            raise SamplerConfigurationError(f"{self.sampler_name} returned no samples")
+        columns = [self.sampleset.variables.index(v) for v in self.bqm.variables]
+        states = self.sampleset.record.sample[:, columns]
+        energies = self.bqm.energies((states, self.bqm.variables))
+        best = int(np.argmin(energies))
+        return LowestEnergySample(
+            state=states[best].astype(np.int8),
+            energy=float(energies[best]),
+            info=dict(self.sampleset.info),
+            num_samples=len(self.sampleset),
+        )
+
+
+def submit_sample(
+    bqm: dimod.BinaryQuadraticModel,
+    sampler: SamplerSpec,
+    seed: Optional[int] = None,
+    **sampler_kwargs: Any,
+) -> PendingSample:
+    """Start ``sampler.sample(bqm)`` without waiting for it; arguments as :func:`sample_lowest_energy`."""
     sampler_kwargs = {**sampler_defaults(sampler), **sampler_kwargs}
     sampler = get_sampler(sampler)
     unknown = sorted(set(sampler_kwargs) - set(sampler.parameters))
@@ -208,22 +252,8 @@ def sample_lowest_energy(
     if seed is not None and "seed" in sampler.parameters:
         sampler_kwargs.setdefault("seed", seed)
     if bqm.num_variables == 0:
-        return LowestEnergySample(np.zeros(0, dtype=np.int8), float(bqm.offset), {}, 0)
-
-    sampleset = sampler.sample(bqm, **sampler_kwargs)
-    sampleset.resolve()
-    if len(sampleset) == 0:
-        raise SamplerConfigurationError(f"{type(sampler).__name__} returned no samples")
-    columns = [sampleset.variables.index(v) for v in bqm.variables]
-    states = sampleset.record.sample[:, columns]
-    energies = bqm.energies((states, bqm.variables))
-    best = int(np.argmin(energies))
-    return LowestEnergySample(
-        state=states[best].astype(np.int8),
-        energy=float(energies[best]),
-        info=dict(sampleset.info),
-        num_samples=len(sampleset),
-    )
+        return PendingSample(bqm, None, type(sampler).__name__)
+    return PendingSample(bqm, sampler.sample(bqm, **sampler_kwargs), type(sampler).__name__)
 
 
 # --- optional dwave-system backends -------------------------------------------------------------
@@ -348,6 +378,7 @@ TABU_DEFAULTS = {"num_reads": 10, "num_restarts": 10, "timeout": 60_000}
 
 def _register_builtins() -> None:
     register_sampler("exact", ExactMinimumSampler)
+    register_sampler("dense-tabu", DenseTabuSampler)
     register_sampler("sa", SimulatedAnnealingSampler, defaults=SEVERAL_READS)
     register_sampler("tabu", TabuSampler, defaults=TABU_DEFAULTS)
     register_sampler("steepest", SteepestDescentSampler, defaults=SEVERAL_READS)
