@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from captum.attr import LayerAttribution
 
+from captum_qubo.analyses.command import add_analyze_parser, run_analyze
 from captum_qubo.attribution.options import DEFAULT_SAMPLER
 from captum_qubo.attribution.qubo_attribution import QuboFeatureMapAttribution
 from captum_qubo.formulation.qubo import FORMULATIONS
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="explain the bundled chelsea photo with the default settings")
     demo.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
+    add_analyze_parser(commands)
     return parser
 
 
@@ -74,6 +76,8 @@ def _add_method_options(parser: argparse.ArgumentParser) -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``captum-qubo`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if args.command == "analyze":
+        return run_analyze(args)
     if args.command == "demo":
         args = build_parser().parse_args(["explain", "--sample", "chelsea", "--out", args.out])
     try:

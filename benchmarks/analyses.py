@@ -1,0 +1,123 @@
+"""Time and peak memory of every QIXAI analysis on the digits CNN and EfficientNet-Lite0, and what they show.
+
+Digits: the 540 test images, layers features.1, features.3, reduce.1 (ReLU), reduce (BN; the QUBO's layer).
+EfficientNet-Lite0: the 16 photos bundled with scikit-image plus flips and crops (64 inputs by default), one
+block per resolution stage and the activated head (1280 maps, 7×7, the layer the QUBO explains). MI is
+all pairs within the head (1280² / 2 = 818,560 pairs) and between block 15 (320 maps) and the head.
+
+Peak memory is the process's peak resident set above its level at the start of each step (Linux VmHWM,
+reset per step); the model and the inputs are already loaded then.
+
+Usage:
+    python benchmarks/analyses.py [--images 64] [--digits-images 540] [--threads N]
+Writes benchmarks/results/analyses.md, analyses.json and the pictures under benchmarks/results/analyses/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from captum_qubo.analyses.inputs import MODELS, display_images
+from captum_qubo.analyses.pipeline import run_analyses
+from captum_qubo.analyses.report import write_atomic
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def run_model(name: str, count: int) -> dict:
+    load, layers, build_inputs, _, pair = MODELS[name]
+    inputs, input_names = build_inputs(count)
+    torch.manual_seed(0)
+    report, raw = run_analyses(load(), layers, inputs, name, RESULTS / "analyses" / name,
+                               pictures=display_images(name, inputs), mi_between=[pair], progress=True)
+    head = layers[-1]
+    mi = raw["mutual_information"][head]
+    pooled = raw["activations"][head].numpy()
+    return {"report": report.to_dict(), "peak_memory_mib": raw["peak_memory_mib"], "inputs": input_names,
+            "head": head, "head_dead_maps": int((pooled.std(axis=0) == 0).sum()),
+            "head_mi_zero_fraction": float((mi.pair_values() == 0).mean())}
+
+
+def _row(cells) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def markdown(results: dict, setting: str) -> str:
+    lines = ["# QIXAI analyses: time, memory and findings", "", setting, ""]
+    lines += ["## Time and peak memory per analysis", "",
+              _row(["model", "inputs", "step", "seconds", "peak MiB above start"]), "|---|---|---|---|---|"]
+    for name, result in results.items():
+        report = result["report"]
+        for step, seconds in report["timings"].items():
+            lines.append(_row([name, report["num_inputs"], step, f"{seconds:.2f}",
+                               f"{result['peak_memory_mib'].get(step, float('nan')):.0f}"]))
+    lines += ["", "## Spectra", "",
+              _row(["model", "layer", "maps", "PCs 90%", "PCs 95%", "PCs 99%", "top-5 variance", "eff. rank exp(S)",
+                    "per-image eff. rank"]), "|---|---|---|---|---|---|---|---|---|"]
+    for name, result in results.items():
+        for layer, entry in result["report"]["layers"].items():
+            s = entry["spectrum"]
+            lines.append(_row([name, layer, s["num_features"], s["components"]["90%"], s["components"]["95%"],
+                               s["components"]["99%"], f"{s['top5_variance']:.3f}", f"{s['effective_rank']:.1f}",
+                               f"{entry.get('image_spectra', {}).get('effective_rank_mean', float('nan')):.1f}"]))
+    lines += ["", "## Layer similarity (most similar pairs)", "",
+              _row(["model", "measure", "pair", "similarity"]), "|---|---|---|---|"]
+    for name, result in results.items():
+        similarity = result["report"]["similarity"]
+        for key, label in (("most_similar", "linear CKA"), ("most_similar_gram_cosine", "Gram cosine")):
+            for pair in similarity[key]:
+                lines.append(_row([name, label, f"{pair['a']} ↔ {pair['b']}", f"{pair['similarity']:.3f}"]))
+        cosine = np.array(similarity["gram_cosine"])
+        off = cosine[np.triu_indices(len(cosine), 1)]
+        lines.append(_row([name, "Gram cosine, all layer pairs", "min / median", f"{off.min():.3f} / {np.median(off):.3f}"]))
+    lines += ["", "## Most entangled map pairs (KSG MI, nats; Pearson r beside)", ""]
+    for name, result in results.items():
+        for label, mi in result["report"]["mutual_information"].items():
+            lines += [f"**{name}, {label}**: {mi['num_pairs']} pairs in {mi['seconds']:.1f} s; mean {mi['mean']:.3f}, "
+                      f"max {mi['max']:.3f}.", "", _row(["a", "b", "MI", "r", "−½log(1−r²)"]), "|---|---|---|---|---|"]
+            lines += [_row([p["a"], p["b"], f"{p['mi']:.3f}", f"{p['pearson']:.3f}", f"{p['gaussian_mi']:.3f}"])
+                      for p in mi["top_pairs"][:5]] + [""]
+    lines += ["## QUBO redundancy |cos| (mean over images) vs MI across images", "",
+              _row(["model", "layer", "pairs", "Spearman(|cos|, MI)", "Spearman(|cos|, |r|)", "Spearman(|r|, MI)",
+                    "top-n overlap |cos|∩MI", "chance"]), "|---|---|---|---|---|---|---|---|"]
+    for name, result in results.items():
+        for layer, c in result["report"]["redundancy"].items():
+            lines.append(_row([name, layer, c["num_pairs"], f"{c['spearman_cos_mi']:.3f}",
+                               f"{c['spearman_cos_abs_r']:.3f}", f"{c['spearman_abs_r_mi']:.3f}",
+                               f"{c['top_overlap_cos_mi']:.2f} (n={c['top']})", f"{c['chance_overlap']:.4f}"]))
+    lines += ["", "## Integrated Gradients completeness", "",
+              _row(["model", "on", "inputs", "max abs δ", "max relative δ"]), "|---|---|---|---|---|"]
+    for name, result in results.items():
+        for on, ig in result["report"]["integrated_gradients"].items():
+            lines.append(_row([name, on, ig["num_inputs"], f"{ig['max_abs_delta']:.2e}",
+                               f"{ig['max_relative_delta']:.2e}"]))
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=64, help="EfficientNet-Lite0 inputs (photos + flips/crops)")
+    parser.add_argument("--digits-images", type=int, default=540, help="digits test images")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = {"digits": run_model("digits", args.digits_images),
+               "efficientnet-lite0": run_model("efficientnet-lite0", args.images)}
+    setting = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+               f"{torch.__version__} with {torch.get_num_threads()} threads; MI: KSG k=3, blocks of ≤ 256 MiB.")
+    table = markdown(results, setting)
+    print(table)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    write_atomic(RESULTS / "analyses.md", table)
+    write_atomic(RESULTS / "analyses.json", json.dumps({"setting": setting, "results": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
