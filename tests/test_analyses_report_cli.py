@@ -1,0 +1,64 @@
+"""``captum-qubo analyze`` end to end on the digits CNN, and the report's JSON/markdown."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.decomposition import PCA
+
+from captum_qubo.analyses import AnalysisReport
+from captum_qubo.analyses.command import DEFAULT_OUT
+from captum_qubo.cli import build_parser, main
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory):
+    out = tmp_path_factory.mktemp("analyze")
+    status = main(["analyze", "--model", "digits", "--images", "150", "--layers", "features.3,reduce.1,reduce",
+                   "--mi-between", "features.3,reduce", "--ig-images", "2", "--no-progress", "--out", str(out)])
+    return status, out
+
+
+def test_analyze_writes_pictures_markdown_and_json_with_the_right_numbers(analysed, digits_model, digits_data):
+    status, out = analysed
+    assert status == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["num_inputs"] == 150 and list(report["layers"]) == ["features.3", "reduce.1", "reduce"]
+    _, _, x_test, _ = digits_data
+    with torch.no_grad():
+        pooled = digits_model.reduce(digits_model.features(x_test[:150])).mean(dim=(2, 3)).double().numpy()
+    ratios = PCA().fit(pooled).explained_variance_ratio_
+    spectrum = report["layers"]["reduce"]["spectrum"]
+    np.testing.assert_allclose(spectrum["explained_variance_ratio"], ratios, atol=1e-6)
+    assert spectrum["components"]["90%"] == np.argmax(np.cumsum(ratios) >= 0.9) + 1
+    assert set(report["mutual_information"]) == {"reduce", "features.3 ↔ reduce"}
+    assert report["mutual_information"]["features.3 ↔ reduce"]["num_pairs"] == 32 * 16
+    assert report["redundancy"]["reduce"]["num_pairs"] == 120
+    assert report["integrated_gradients"]["input"]["num_inputs"] == 2
+    for name in report["figures"].values():
+        assert (out / name).stat().st_size > 5000  # a real PNG
+    markdown = (out / "report.md").read_text()
+    assert "| reduce | 16 |" in markdown and "Linear CKA" in markdown and "![spectra](spectra.png)" in markdown
+    assert not list(out.glob(".*.tmp"))  # written atomically, no partial files left
+
+
+def test_the_report_round_trips_through_json(analysed):
+    _, out = analysed
+    data = json.loads((out / "report.json").read_text())
+    assert AnalysisReport.from_dict(data).to_dict() == data
+
+
+def test_errors_are_reported_with_the_fix(analysed, tmp_path, capsys):
+    assert main(["analyze", "--model", "digits", "--layers", "reduc", "--out", str(tmp_path)]) == 2
+    assert "Closest names: 'reduce'" in capsys.readouterr().err
+    assert main(["analyze", "--model", "digits", "--layers", "reduce", "--mi-layers", "features.3",
+                 "--out", str(tmp_path)]) == 2
+    assert "add them to --layers" in capsys.readouterr().err
+    assert main(["analyze", "--model", "efficientnet-lite0", "--images", "500", "--out", str(tmp_path)]) == 2
+    assert "bundled photos" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_parser_knows_analyze():
+    args = build_parser().parse_args(["analyze"])
+    assert args.model == "efficientnet-lite0" and args.out == DEFAULT_OUT and args.layers is None
