@@ -30,17 +30,34 @@ from captum_qubo.analyses.report import write_atomic
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def run_model(name: str, count: int) -> dict:
+def zero_sets(pooled: np.ndarray, pairs) -> dict:
+    """How much of MI's "entanglement" is two maps being silent (exactly zero) on the same inputs."""
+    silent = pooled == 0
+
+    def jaccard(a: int, b: int) -> float:
+        union = (silent[:, a] | silent[:, b]).sum()
+        return float((silent[:, a] & silent[:, b]).sum() / union) if union else float("nan")
+
+    rng = np.random.default_rng(0)
+    random_pairs = [tuple(rng.choice(pooled.shape[1], 2, replace=False)) for _ in range(2000)]
+    return {"maps_silent_on_a_quarter_of_inputs": int((silent.mean(axis=0) >= 0.25).sum()),
+            "mean_silent_fraction": float(silent.mean()),
+            "top_pairs_jaccard": float(np.nanmean([jaccard(p["a"], p["b"]) for p in pairs])),
+            "random_pairs_jaccard": float(np.nanmean([jaccard(a, b) for a, b in random_pairs]))}
+
+
+def run_model(name: str, count: int, ig_inputs: int, ig_steps: int) -> dict:
     load, layers, build_inputs, _, pair = MODELS[name]
     inputs, input_names = build_inputs(count)
     torch.manual_seed(0)
     report, raw = run_analyses(load(), layers, inputs, name, RESULTS / "analyses" / name,
-                               pictures=display_images(name, inputs), mi_between=[pair], progress=True)
+                               pictures=display_images(name, inputs), mi_between=[pair], ig_inputs=ig_inputs,
+                               ig_steps=ig_steps, progress=True)
     head = layers[-1]
     mi = raw["mutual_information"][head]
     pooled = raw["activations"][head].numpy()
     return {"report": report.to_dict(), "peak_memory_mib": raw["peak_memory_mib"], "inputs": input_names,
-            "head": head, "head_dead_maps": int((pooled.std(axis=0) == 0).sum()),
+            "head": head, "head_silent_maps": zero_sets(pooled, mi.top_pairs(100)),
             "head_mi_zero_fraction": float((mi.pair_values() == 0).mean())}
 
 
@@ -83,14 +100,22 @@ def markdown(results: dict, setting: str) -> str:
                       f"max {mi['max']:.3f}.", "", _row(["a", "b", "MI", "r", "−½log(1−r²)"]), "|---|---|---|---|---|"]
             lines += [_row([p["a"], p["b"], f"{p['mi']:.3f}", f"{p['pearson']:.3f}", f"{p['gaussian_mi']:.3f}"])
                       for p in mi["top_pairs"][:5]] + [""]
-    lines += ["## QUBO redundancy |cos| (mean over images) vs MI across images", "",
-              _row(["model", "layer", "pairs", "Spearman(|cos|, MI)", "Spearman(|cos|, |r|)", "Spearman(|r|, MI)",
-                    "top-n overlap |cos|∩MI", "chance"]), "|---|---|---|---|---|---|---|---|"]
+    lines += ["## QUBO redundancy J = abs cos (mean over images) vs MI across images", "",
+              _row(["model", "layer", "pairs", "Spearman(abs cos, MI)", "Spearman(abs cos, abs r)", "Spearman(abs r, MI)",
+                    "top-n overlap abs cos ∩ MI", "chance"]), "|---|---|---|---|---|---|---|---|"]
     for name, result in results.items():
         for layer, c in result["report"]["redundancy"].items():
             lines.append(_row([name, layer, c["num_pairs"], f"{c['spearman_cos_mi']:.3f}",
                                f"{c['spearman_cos_abs_r']:.3f}", f"{c['spearman_abs_r_mi']:.3f}",
                                f"{c['top_overlap_cos_mi']:.2f} (n={c['top']})", f"{c['chance_overlap']:.4f}"]))
+    lines += ["", "## Silent maps (pooled value exactly 0) behind the entangled pairs", "",
+              _row(["model", "maps silent on ≥ 25 % of inputs", "silent fraction", "zero-set Jaccard, top-100 MI pairs",
+                    "zero-set Jaccard, random pairs"]), "|---|---|---|---|---|"]
+    for name, result in results.items():
+        z = result["head_silent_maps"]
+        lines.append(_row([f"{name} {result['head']}", z["maps_silent_on_a_quarter_of_inputs"],
+                           f"{z['mean_silent_fraction']:.3f}", f"{z['top_pairs_jaccard']:.3f}",
+                           f"{z['random_pairs_jaccard']:.3f}"]))
     lines += ["", "## Integrated Gradients completeness", "",
               _row(["model", "on", "inputs", "max abs δ", "max relative δ"]), "|---|---|---|---|---|"]
     for name, result in results.items():
@@ -104,12 +129,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=64, help="EfficientNet-Lite0 inputs (photos + flips/crops)")
     parser.add_argument("--digits-images", type=int, default=540, help="digits test images")
+    parser.add_argument("--ig-steps", type=int, default=50, help="IG steps on EfficientNet-Lite0 (2 photos)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = {"digits": run_model("digits", args.digits_images),
-               "efficientnet-lite0": run_model("efficientnet-lite0", args.images)}
+    results = {"digits": run_model("digits", args.digits_images, 4, 64),
+               "efficientnet-lite0": run_model("efficientnet-lite0", args.images, 2, args.ig_steps)}
     setting = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
                f"{torch.__version__} with {torch.get_num_threads()} threads; MI: KSG k=3, blocks of ≤ 256 MiB.")
     table = markdown(results, setting)

@@ -60,6 +60,7 @@ def run_analyses(
     mi_between: Optional[Sequence[Tuple[str, str]]] = None,
     ig_inputs: int = 4,
     ig_layer: Optional[str] = None,
+    ig_steps: int = 64,
     batch_size: int = 32,
     k: int = 3,
     seed: int = 0,
@@ -79,6 +80,7 @@ def run_analyses(
         mi_between: layer pairs with between-layer MI (default: the last two layers).
         ig_inputs: how many inputs IG explains (0: skip IG).
         ig_layer: the layer of layer IG (default: the last layer).
+        ig_steps: IG's integration steps (each costs one forward and backward pass per explained input).
         batch_size, k, seed, memory_mb, progress: passed to the analyses.
 
     Returns:
@@ -132,8 +134,9 @@ def run_analyses(
         with torch.no_grad():
             targets = model(shown).argmax(dim=1)
         with measured("integrated_gradients", report.timings, peaks):
-            on_inputs = integrated_gradients(model, shown, targets, internal_batch_size=batch_size)
-            on_layer = integrated_gradients(model, shown, targets, layer=ig_layer, internal_batch_size=batch_size)
+            on_inputs = integrated_gradients(model, shown, targets, n_steps=ig_steps, internal_batch_size=batch_size)
+            on_layer = integrated_gradients(model, shown, targets, layer=ig_layer, n_steps=ig_steps,
+                                            internal_batch_size=batch_size)
         report.integrated_gradients = {"input": on_inputs.to_dict(), f"layer {ig_layer}": on_layer.to_dict()}
         raw["ig"] = {"input": on_inputs, "layer": on_layer, "targets": targets}
     report.timings = {step: round(seconds, 3) for step, seconds in report.timings.items()}

@@ -15,7 +15,7 @@ import torch
 from scipy.stats import spearmanr
 
 
-def mean_abs_cosine(maps, chunk: int = 16) -> np.ndarray:
+def mean_abs_cosine(maps, chunk: int = 4) -> np.ndarray:
     """The QUBO's J (|cos| between flattened maps, zero diagonal) averaged over the images.
 
     Args:
