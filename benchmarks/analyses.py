@@ -61,6 +61,10 @@ def run_model(name: str, count: int, ig_inputs: int, ig_steps: int) -> dict:
             "head_mi_zero_fraction": float((mi.pair_values() == 0).mean())}
 
 
+def _number(value: float) -> str:
+    return "–" if np.isnan(value) else f"{value:.3f}"
+
+
 def _row(cells) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
@@ -100,7 +104,16 @@ def markdown(results: dict, setting: str) -> str:
                       f"max {mi['max']:.3f}.", "", _row(["a", "b", "MI", "r", "−½log(1−r²)"]), "|---|---|---|---|---|"]
             lines += [_row([p["a"], p["b"], f"{p['mi']:.3f}", f"{p['pearson']:.3f}", f"{p['gaussian_mi']:.3f}"])
                       for p in mi["top_pairs"][:5]] + [""]
-    lines += ["## QUBO redundancy J = abs cos (mean over images) vs MI across images", "",
+    lines += ["## Permutation null of the within-layer MI", "",
+              _row(["model", "layer", "null pairs", "null mean", "null 99.9 %", "null max", "real pairs above null 99.9 %"]),
+              "|---|---|---|---|---|---|---|"]
+    for name, result in results.items():
+        for label, mi in result["report"]["mutual_information"].items():
+            if "null" in mi:
+                n = mi["null"]
+                lines.append(_row([name, label, n["num_pairs"], f"{n['mean']:.3f}", f"{n['q999']:.3f}", f"{n['max']:.3f}",
+                                   f"{n['fraction_above_q999']:.2%}"]))
+    lines += ["", "## QUBO redundancy J = abs cos (mean over images) vs MI across images", "",
               _row(["model", "layer", "pairs", "Spearman(abs cos, MI)", "Spearman(abs cos, abs r)", "Spearman(abs r, MI)",
                     "top-n overlap abs cos ∩ MI", "chance"]), "|---|---|---|---|---|---|---|---|"]
     for name, result in results.items():
@@ -114,8 +127,8 @@ def markdown(results: dict, setting: str) -> str:
     for name, result in results.items():
         z = result["head_silent_maps"]
         lines.append(_row([f"{name} {result['head']}", z["maps_silent_on_a_quarter_of_inputs"],
-                           f"{z['mean_silent_fraction']:.3f}", f"{z['top_pairs_jaccard']:.3f}",
-                           f"{z['random_pairs_jaccard']:.3f}"]))
+                           f"{z['mean_silent_fraction']:.3f}", _number(z["top_pairs_jaccard"]),
+                           _number(z["random_pairs_jaccard"])]))
     lines += ["", "## Integrated Gradients completeness", "",
               _row(["model", "on", "inputs", "max abs δ", "max relative δ"]), "|---|---|---|---|---|"]
     for name, result in results.items():

@@ -80,6 +80,18 @@ def test_blocks_equal_a_pairwise_loop_within_and_between_layers(digits_activatio
     np.testing.assert_allclose(ksg_matrix(x).numpy(), within, atol=1e-12)  # one block == many blocks
 
 
+def test_the_permutation_null_separates_planted_dependence_from_noise():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(64, 30))
+    x[:, 29] = x[:, 3] + 0.3 * rng.normal(size=64)  # one dependent pair among 435
+    summary = mutual_information(x, null_columns=30).summary()
+    null = summary["null"]
+    assert null["num_pairs"] == 435 and 0 < null["mean"] < null["q99"] <= null["q999"] <= null["max"] < 0.6
+    assert summary["top_pairs"][0]["a"] == 3 and summary["top_pairs"][0]["b"] == 29
+    assert summary["top_pairs"][0]["mi"] > null["max"]
+    assert 1 / 435 <= null["fraction_above_q999"] < 0.02  # the planted pair, and about the null's 0.1 % besides
+
+
 def test_constant_maps_carry_no_information_and_errors_are_clear():
     x = np.random.default_rng(1).normal(size=(50, 4))
     x[:, 2] = 0.0

@@ -45,6 +45,8 @@ def add_analyze_parser(subparsers) -> argparse.ArgumentParser:
                         help="a layer pair for between-layer MI (repeatable; default: the model's own pair)")
     parser.add_argument("--ig-images", type=int, default=4, metavar="N", help="inputs explained by IG (0: none)")
     parser.add_argument("--ig-steps", type=int, default=64, metavar="N", help="IG integration steps (default 64)")
+    parser.add_argument("--null-maps", type=int, default=300, metavar="N",
+                        help="maps in the permutation null that within-layer MI is judged against (0: none)")
     parser.add_argument("--k", type=int, default=3, help="neighbours of the KSG estimator (default 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the MI tie-breaking jitter (default 0)")
     parser.add_argument("--memory-mb", type=float, default=256.0, help="bound on one MI block's tensors (MiB)")
@@ -100,6 +102,6 @@ def _analyze(args: argparse.Namespace):
     out = Path(args.out)
     report, _ = run_analyses(model, layers, inputs, args.model, out, pictures=display_images(args.model, inputs),
                              mi_layers=mi_layers, mi_between=between, ig_inputs=min(args.ig_images, len(inputs)),
-                             ig_steps=args.ig_steps,
+                             ig_steps=args.ig_steps, null_columns=args.null_maps,
                              k=args.k, seed=args.seed, memory_mb=args.memory_mb, progress=not args.no_progress)
     return report, out

@@ -30,9 +30,11 @@ def spectrum_figure(spectra: Mapping[str, LayerSpectrum], title: str = "") -> Fi
     figure = Figure(figsize=(11, 4.2))
     ratio_axes, cumulative_axes = figure.subplots(1, 2)
     for name, spectrum in spectra.items():
-        index = np.arange(1, spectrum.explained_variance_ratio.size + 1)
-        ratio_axes.plot(index, spectrum.explained_variance_ratio, label=f"{name} ({spectrum.num_features})")
-        cumulative_axes.plot(index, spectrum.cumulative, label=f"{name}: eff. rank {spectrum.effective_rank:.1f}")
+        kept = spectrum.explained_variance_ratio > 1e-12  # the last of N centred components is 0 up to rounding
+        index = np.arange(1, kept.sum() + 1)
+        # labels lead with the width: matplotlib hides labels that start with "_" (as "_blocks.2" does)
+        ratio_axes.plot(index, spectrum.explained_variance_ratio[kept], label=f"{spectrum.num_features} maps: {name}")
+        cumulative_axes.plot(index, spectrum.cumulative[kept], label=f"eff. rank {spectrum.effective_rank:.1f}: {name}")
     ratio_axes.set(xscale="log", yscale="log", xlabel="principal component", ylabel="explained variance ratio")
     for level in (0.90, 0.95, 0.99):
         cumulative_axes.axhline(level, color="grey", lw=0.6, ls=":")

@@ -134,6 +134,29 @@ def gaussian_mutual_information(correlation) -> np.ndarray:
     return -0.5 * np.log1p(-r2)
 
 
+def permutation_null(x, columns: int = 300, k: int = 3, seed: int = 0, memory_mb: float = 256.0) -> dict:
+    """What KSG gives for *independent* maps with these marginals: each of ``columns`` maps (a seeded random
+    choice) shuffled over the inputs on its own, which keeps every map's values (its zeros included) and
+    destroys every dependence. On few inputs an estimate needs to clear this null to mean anything.
+
+    Args:
+        x: (N, C) pooled activations.
+        columns: maps used (all if C is smaller); the null has columns·(columns−1)/2 pairs.
+        k, seed, memory_mb: as for :func:`ksg_matrix`.
+
+    Returns:
+        ``{"num_pairs", "mean", "q99", "q999", "max"}`` of the null's pair values (nats).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(x.shape[1], size=min(columns, x.shape[1]), replace=False)
+    shuffled = np.stack([rng.permutation(x[:, column]) for column in chosen], axis=1)
+    values = ksg_matrix(shuffled, k=k, seed=seed, memory_mb=memory_mb).numpy()
+    values = values[np.triu_indices(chosen.size, k=1)]
+    return {"num_pairs": int(values.size), "mean": float(values.mean()), "q99": float(np.quantile(values, 0.99)),
+            "q999": float(np.quantile(values, 0.999)), "max": float(values.max())}
+
+
 @dataclass
 class MutualInformation:
     """All-pairs MI between the maps of one layer (``within``) or of two layers, with Pearson r beside it."""
@@ -144,6 +167,7 @@ class MutualInformation:
     k: int
     num_samples: int
     seconds: float
+    null: Optional[dict] = None
 
     def top_pairs(self, count: int = 10) -> List[dict]:
         """The ``count`` most "entangled" pairs (largest MI), each with its MI, r and r's Gaussian MI."""
@@ -165,22 +189,28 @@ class MutualInformation:
 
     def summary(self, count: int = 10) -> dict:
         values = self.pair_values()
-        return {"num_pairs": int(values.size), "num_samples": self.num_samples, "k": self.k,
-                "seconds": self.seconds, "mean": float(values.mean()), "median": float(np.median(values)),
-                "max": float(values.max()), "top_pairs": self.top_pairs(count)}
+        summary = {"num_pairs": int(values.size), "num_samples": self.num_samples, "k": self.k,
+                   "seconds": self.seconds, "mean": float(values.mean()), "median": float(np.median(values)),
+                   "max": float(values.max()), "top_pairs": self.top_pairs(count)}
+        if self.null is not None:
+            summary["null"] = dict(self.null, fraction_above_q999=float((values > self.null["q999"]).mean()))
+        return summary
 
 
 def mutual_information(x, y=None, k: int = 3, seed: int = 0, memory_mb: float = 256.0,
-                       progress: bool = False) -> MutualInformation:
+                       progress: bool = False, null_columns: int = 0) -> MutualInformation:
     """KSG MI of all map pairs (see :func:`ksg_matrix`) with the Pearson correlations for comparison.
 
     Args:
         x, y, k, seed, memory_mb, progress: as for :func:`ksg_matrix`.
+        null_columns: > 0 also estimates the :func:`permutation_null` of ``x`` on that many maps (its time is
+            not in ``seconds``); the summary then says which fraction of the pairs clears its 99.9th percentile.
 
     Returns:
         A :class:`MutualInformation`.
     """
     start = time.perf_counter()
     matrix = ksg_matrix(x, y, k=k, seed=seed, memory_mb=memory_mb, progress=progress).numpy()
-    return MutualInformation(matrix, pearson_matrix(x, y), y is None, k, int(np.shape(x)[0]),
-                             time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    null = permutation_null(x, null_columns, k, seed, memory_mb) if null_columns > 0 else None
+    return MutualInformation(matrix, pearson_matrix(x, y), y is None, k, int(np.shape(x)[0]), seconds, null)

@@ -61,6 +61,7 @@ def run_analyses(
     ig_inputs: int = 4,
     ig_layer: Optional[str] = None,
     ig_steps: int = 64,
+    null_columns: int = 300,
     batch_size: int = 32,
     k: int = 3,
     seed: int = 0,
@@ -81,6 +82,7 @@ def run_analyses(
         ig_inputs: how many inputs IG explains (0: skip IG).
         ig_layer: the layer of layer IG (default: the last layer).
         ig_steps: IG's integration steps (each costs one forward and backward pass per explained input).
+        null_columns: maps in the permutation null of each within-layer MI (0: no null).
         batch_size, k, seed, memory_mb, progress: passed to the analyses.
 
     Returns:
@@ -114,7 +116,8 @@ def run_analyses(
     raw["mutual_information"], raw["qubo_j"] = {}, {}
     for name in mi_layers:
         with measured(f"mutual_information {name}", report.timings, peaks):
-            result = mutual_information(pooled[name], k=k, seed=seed, memory_mb=memory_mb, progress=progress)
+            result = mutual_information(pooled[name], k=k, seed=seed, memory_mb=memory_mb, progress=progress,
+                                        null_columns=null_columns)
         raw["mutual_information"][name] = result
         report.mutual_information[name] = result.summary()
         if maps[name].ndim == 4:

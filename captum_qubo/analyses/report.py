@@ -89,6 +89,11 @@ class AnalysisReport:
             lines += [f"## Mutual information: {label}", "",
                       f"KSG (k={mi['k']}) over {mi['num_pairs']} pairs in {mi['seconds']:.1f} s: mean "
                       f"{mi['mean']:.3f}, median {mi['median']:.3f}, max {mi['max']:.3f} nats.", ""]
+            if "null" in mi:
+                null = mi["null"]
+                lines += [f"Permutation null ({null['num_pairs']} pairs of independently shuffled maps): mean "
+                          f"{null['mean']:.3f}, 99.9th percentile {null['q999']:.3f}, max {null['max']:.3f} nats; "
+                          f"{null['fraction_above_q999']:.2%} of the real pairs lie above its 99.9th percentile.", ""]
             lines += _table(["map a", "map b", "MI (nats)", "Pearson r", "−½log(1−r²)"],
                             [[p["a"], p["b"], p["mi"], p["pearson"], p["gaussian_mi"]] for p in mi["top_pairs"]])
         for layer, comparison in self.redundancy.items():

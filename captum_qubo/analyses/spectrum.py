@@ -165,7 +165,11 @@ def image_spectra(maps, thresholds: Sequence[float] = THRESHOLDS) -> ImageSpectr
     maps = torch.as_tensor(maps).double()
     if maps.ndim != 4:
         raise ValueError(f"maps must be (N, C, H, W), got shape {tuple(maps.shape)}")
-    power = torch.linalg.svdvals(maps.flatten(2)) ** 2
+    flat = maps.flatten(2)
+    # s_i² are the eigenvalues of the smaller Gram matrix (C × C or H·W × H·W): far cheaper than an SVD of
+    # each (C, H·W) matrix when one side is small (1280 × 49 at EfficientNet's head).
+    gram = flat @ flat.transpose(1, 2) if flat.shape[1] <= flat.shape[2] else flat.transpose(1, 2) @ flat
+    power = torch.linalg.eigvalsh(gram).flip(1).clamp_min(0.0)
     total = power.sum(dim=1, keepdim=True)
     if bool((total == 0).any()):
         raise ValueError("an input has all-zero maps in this layer, so its spectrum is undefined")
