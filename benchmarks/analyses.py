@@ -142,7 +142,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=64, help="EfficientNet-Lite0 inputs (photos + flips/crops)")
     parser.add_argument("--digits-images", type=int, default=540, help="digits test images")
-    parser.add_argument("--ig-steps", type=int, default=50, help="IG steps on EfficientNet-Lite0 (2 photos)")
+    parser.add_argument("--ig-steps", type=int, default=64, help="IG steps on EfficientNet-Lite0 (2 photos)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
