@@ -46,6 +46,14 @@ def zero_sets(pooled: np.ndarray, pairs) -> dict:
             "random_pairs_jaccard": float(np.nanmean([jaccard(a, b) for a, b in random_pairs]))}
 
 
+def between_group_share(pooled: np.ndarray, groups) -> float:
+    """Fraction of the total variance that lies between the group means (photos, or digit classes)."""
+    groups = np.asarray(groups)
+    centred = pooled - pooled.mean(axis=0)
+    between = sum((groups == g).sum() * (centred[groups == g].mean(axis=0) ** 2).sum() for g in np.unique(groups))
+    return float(between / (centred ** 2).sum())
+
+
 def run_model(name: str, count: int, ig_inputs: int, ig_steps: int) -> dict:
     load, layers, build_inputs, _, pair = MODELS[name]
     inputs, input_names = build_inputs(count)
@@ -58,7 +66,12 @@ def run_model(name: str, count: int, ig_inputs: int, ig_steps: int) -> dict:
     pooled = raw["activations"][head].numpy()
     return {"report": report.to_dict(), "peak_memory_mib": raw["peak_memory_mib"], "inputs": input_names,
             "head": head, "head_silent_maps": zero_sets(pooled, mi.top_pairs(100)),
-            "head_mi_zero_fraction": float((mi.pair_values() == 0).mean())}
+            "head_mi_zero_fraction": float((mi.pair_values() == 0).mean()),
+            # EfficientNet's inputs are 16 photos x flips/crops: how much of each layer's variance is between photos
+            # (digits: between the 10 classes)
+            "between_group_variance_share": {
+                layer: between_group_share(values.numpy(), [n.split("/")[0].split(":")[-1] for n in input_names])
+                for layer, values in raw["activations"].items()}}
 
 
 def _number(value: float) -> str:
@@ -87,7 +100,11 @@ def markdown(results: dict, setting: str) -> str:
             lines.append(_row([name, layer, s["num_features"], s["components"]["90%"], s["components"]["95%"],
                                s["components"]["99%"], f"{s['top5_variance']:.3f}", f"{s['effective_rank']:.1f}",
                                f"{entry.get('image_spectra', {}).get('effective_rank_mean', float('nan')):.1f}"]))
-    lines += ["", "## Layer similarity (most similar pairs)", "",
+    lines += ["", "Share of each layer's variance between group means (EfficientNet: the 16 photos; digits: the 10 "
+              "classes): " + "; ".join(f"{name}: " + ", ".join(f"{layer} {share:.2f}" for layer, share in
+                                                                result["between_group_variance_share"].items())
+                                       for name, result in results.items()) + ".",
+              "", "## Layer similarity (most similar pairs)", "",
               _row(["model", "measure", "pair", "similarity"]), "|---|---|---|---|"]
     for name, result in results.items():
         similarity = result["report"]["similarity"]
