@@ -13,7 +13,7 @@ from pytorch_lightning.callbacks import Callback  # the one place the Lightning 
 from torch.nn import Module
 
 from captum_qubo.analyses.activations import collect_activations
-from captum_qubo.analyses.mutual_information import mutual_information
+from captum_qubo.analyses.map_information import mutual_information
 from captum_qubo.analyses.similarity import similarity_matrix
 from captum_qubo.analyses.spectrum import activation_spectrum
 from lightning_callbacks.isolation import explanation_context, preserved_random_state

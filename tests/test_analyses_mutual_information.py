@@ -5,7 +5,7 @@ from scipy.special import digamma
 from sklearn.feature_selection import mutual_info_regression
 
 from captum_qubo.analyses import collect_activations, ksg_matrix, mutual_information
-from captum_qubo.analyses.mutual_information import block_size, prepare_for_ksg
+from captum_qubo.analyses.map_information import block_size, prepare_for_ksg
 
 GAUSSIAN_TOLERANCE = 0.04  # nats, at N = 2000 (KSG's spread there is ~0.015; its bias grows with |ρ|)
 SKLEARN_TOLERANCE = {"reduce": 0.01, "features.3": 0.03}  # features.3 has ReLU zeros: ties broken by other jitter

@@ -62,3 +62,29 @@ def test_errors_are_reported_with_the_fix(analysed, tmp_path, capsys):
 def test_the_parser_knows_analyze():
     args = build_parser().parse_args(["analyze"])
     assert args.model == "efficientnet-lite0" and args.out == DEFAULT_OUT and args.layers is None
+
+
+def test_the_cli_module_loads_without_torch_and_every_exported_name_resolves():
+    import subprocess
+    import sys
+
+    # captum_qubo/__init__ itself imports torch, so stand in an empty parent package: the analyses package and
+    # its CLI module alone must not pull torch in (a fast `captum-qubo --help` depends on it)
+    probe = (
+        "import sys, types\n"
+        "from pathlib import Path\n"
+        "root = Path('captum_qubo')\n"
+        "parent = types.ModuleType('captum_qubo'); parent.__path__ = [str(root)]; sys.modules['captum_qubo'] = parent\n"
+        "import captum_qubo.analyses.command as command\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                            cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    assert result.stdout.strip() == "False"
+    import captum_qubo.analyses as analyses
+
+    for name in analyses.__all__:
+        assert callable(getattr(analyses, name)), name
+    from captum_qubo.analyses import integrated_gradients, mutual_information
+
+    assert callable(mutual_information) and callable(integrated_gradients)  # functions, not modules

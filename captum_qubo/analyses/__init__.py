@@ -2,47 +2,37 @@
 similarity (linear CKA and QIXAI's cosine), feature-map mutual information (KSG, all pairs), Integrated
 Gradients with its completeness check, pictures and a JSON/markdown report.
 
-Function names equal to their module's name (``mutual_information``, ``integrated_gradients``) are bound
-here eagerly, after their modules load, so ``from captum_qubo.analyses import mutual_information`` is the function.
+One idea per module: ``activations``, ``spectrum``, ``similarity``, ``map_information`` (mutual information),
+``redundancy`` (the QUBO's |cos| against MI), ``path_attribution`` (Integrated Gradients), ``figures``,
+``report``, ``pipeline`` (all of them on one model), ``inputs`` (the bundled models' inputs), ``command`` (CLI).
+The names below are imported on first use, so ``captum_qubo.analyses.command`` (the CLI parser) loads no torch.
+No exported name equals a module name, which is what keeps the lazy lookup unambiguous.
 """
-from captum_qubo.analyses.activations import collect_activations, pool_maps, resolve_layers
-from captum_qubo.analyses.integrated_gradients import IntegratedGradientsResult, integrated_gradients
-from captum_qubo.analyses.mutual_information import MutualInformation, ksg_matrix, mutual_information, pearson_matrix
-from captum_qubo.analyses.pipeline import run_analyses
-from captum_qubo.analyses.redundancy import compare_redundancy, mean_abs_cosine
-from captum_qubo.analyses.report import AnalysisReport
-from captum_qubo.analyses.similarity import gram_cosine, linear_cka, representation_cosine, similarity_matrix
-from captum_qubo.analyses.spectrum import (
-    ImageSpectra,
-    LayerSpectrum,
-    activation_spectrum,
-    density_matrix,
-    image_spectra,
-    von_neumann_entropy,
-)
+from importlib import import_module
 
-__all__ = [
-    "AnalysisReport",
-    "ImageSpectra",
-    "IntegratedGradientsResult",
-    "LayerSpectrum",
-    "MutualInformation",
-    "activation_spectrum",
-    "collect_activations",
-    "compare_redundancy",
-    "density_matrix",
-    "gram_cosine",
-    "image_spectra",
-    "integrated_gradients",
-    "ksg_matrix",
-    "linear_cka",
-    "mean_abs_cosine",
-    "mutual_information",
-    "pearson_matrix",
-    "pool_maps",
-    "representation_cosine",
-    "resolve_layers",
-    "run_analyses",
-    "similarity_matrix",
-    "von_neumann_entropy",
-]
+_SOURCES = {
+    "activations": ("collect_activations", "pool_maps", "resolve_layers"),
+    "map_information": ("MutualInformation", "ksg_matrix", "mutual_information", "pearson_matrix",
+                        "permutation_null"),
+    "path_attribution": ("IntegratedGradientsResult", "integrated_gradients"),
+    "pipeline": ("run_analyses",),
+    "redundancy": ("compare_redundancy", "mean_abs_cosine"),
+    "report": ("AnalysisReport",),
+    "similarity": ("gram_cosine", "linear_cka", "representation_cosine", "similarity_matrix"),
+    "spectrum": ("ImageSpectra", "LayerSpectrum", "activation_spectrum", "density_matrix", "image_spectra",
+                 "von_neumann_entropy"),
+}
+_MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'captum_qubo.analyses' has no attribute {name!r}")
+    value = getattr(import_module(f"captum_qubo.analyses.{_MODULE_OF[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from captum_qubo.analyses.mutual_information import MutualInformation, gaussian_mutual_information
+from captum_qubo.analyses.map_information import MutualInformation, gaussian_mutual_information
 from captum_qubo.analyses.report import write_atomic
 from captum_qubo.analyses.spectrum import LayerSpectrum
 

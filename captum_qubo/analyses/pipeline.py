@@ -13,8 +13,8 @@ from torch.nn import Module
 
 from captum_qubo.analyses import figures
 from captum_qubo.analyses.activations import collect_activations, pool_maps
-from captum_qubo.analyses.integrated_gradients import integrated_gradients
-from captum_qubo.analyses.mutual_information import mutual_information
+from captum_qubo.analyses.path_attribution import integrated_gradients
+from captum_qubo.analyses.map_information import mutual_information
 from captum_qubo.analyses.redundancy import compare_redundancy, mean_abs_cosine
 from captum_qubo.analyses.report import AnalysisReport
 from captum_qubo.analyses.similarity import most_similar_pairs, similarity_matrix
