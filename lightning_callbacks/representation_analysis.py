@@ -7,9 +7,8 @@ import copy
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback  # the one place the Lightning namespace is chosen
+from pytorch_lightning import Callback, LightningModule, Trainer  # the one place the Lightning namespace is chosen
 from torch.nn import Module
 
 from captum_qubo.analyses.activations import collect_activations
@@ -96,7 +95,7 @@ class RepresentationAnalysisCallback(Callback):
         return self._generate_state_key(layers=",".join(names), num_samples=self.num_samples,
                                         dataloader_idx=self.dataloader_idx)
 
-    def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+    def setup(self, trainer: "Trainer", pl_module: "LightningModule", stage: str) -> None:
         """Resolve the layers (a typo fails here, naming the closest layers) and choose the samples."""
         if stage not in ("fit", "validate"):
             return
@@ -115,13 +114,13 @@ class RepresentationAnalysisCallback(Callback):
                 self.sample_indices = stratified_indices(labels, count, self.seed).tolist()
         self._inputs = None
 
-    def _samples(self, pl_module: "pl.LightningModule") -> torch.Tensor:
+    def _samples(self, pl_module: "LightningModule") -> torch.Tensor:
         if self._inputs is None:
             self._inputs, _ = load_samples(self._dataset, self.sample_indices, self._collate, self.unpack_batch)
         dtype = next((p.dtype for p in pl_module.parameters() if p.is_floating_point()), torch.float32)
         return self._inputs.to(pl_module.device, dtype)
 
-    def analyse(self, pl_module: "pl.LightningModule") -> Dict[str, float]:
+    def analyse(self, pl_module: "LightningModule") -> Dict[str, float]:
         """The values this callback logs, computed now on the fixed samples (no logging)."""
         with explanation_context(pl_module), torch.no_grad():
             pooled = collect_activations(pl_module, self._layer_names, self._samples(pl_module), self.batch_size)
@@ -141,7 +140,7 @@ class RepresentationAnalysisCallback(Callback):
                     values[f"{self.prefix}cka/{names[i]}__{names[j]}"] = float(cka[i, j])
         return values
 
-    def on_validation_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def on_validation_epoch_end(self, trainer: "Trainer", pl_module: "LightningModule") -> None:
         if trainer.sanity_checking or self._layer_names is None:
             return
         if trainer.state.fn == "fit" and (trainer.current_epoch + 1) % self.every_n_epochs:
@@ -151,7 +150,7 @@ class RepresentationAnalysisCallback(Callback):
             pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=True, add_dataloader_idx=False)
         self.history.append({"epoch": trainer.current_epoch, "step": trainer.global_step, **values})
 
-    def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+    def teardown(self, trainer: "Trainer", pl_module: "LightningModule", stage: str) -> None:
         """Let go of the dataset and the cached samples; indices and history stay."""
         self._dataset = self._collate = self._inputs = None
 
