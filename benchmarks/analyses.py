@@ -166,8 +166,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     results = {"digits": run_model("digits", args.digits_images, 4, 64),
                "efficientnet-lite0": run_model("efficientnet-lite0", args.images, 2, args.ig_steps)}
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     setting = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-               f"{torch.__version__} with {torch.get_num_threads()} threads; MI: KSG k=3, blocks of ≤ 256 MiB.")
+               f"{torch.__version__} with {torch.get_num_threads()} threads, load average {load:.1f} at the end "
+               "(a shared machine: times vary by about ±30 %); MI: KSG k=3, blocks of ≤ 256 MiB.")
     table = markdown(results, setting)
     print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
