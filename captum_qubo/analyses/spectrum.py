@@ -169,7 +169,8 @@ def image_spectra(maps, thresholds: Sequence[float] = THRESHOLDS) -> ImageSpectr
     # s_i² are the eigenvalues of the smaller Gram matrix (C × C or H·W × H·W): far cheaper than an SVD of
     # each (C, H·W) matrix when one side is small (1280 × 49 at EfficientNet's head).
     gram = flat @ flat.transpose(1, 2) if flat.shape[1] <= flat.shape[2] else flat.transpose(1, 2) @ flat
-    power = torch.linalg.eigvalsh(gram).flip(1).clamp_min(0.0)
+    # numpy's batched eigvalsh: torch's took 4-12 s on EfficientNet's block-10 Gram matrices (64 × 112²), numpy 0.2 s
+    power = torch.from_numpy(np.linalg.eigvalsh(gram.numpy())[:, ::-1].copy()).clamp_min(0.0)
     total = power.sum(dim=1, keepdim=True)
     if bool((total == 0).any()):
         raise ValueError("an input has all-zero maps in this layer, so its spectrum is undefined")
