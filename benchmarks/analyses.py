@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from captum_qubo.analyses.inputs import MODELS, display_images
+from captum_qubo.analyses.inputs import MODELS, display_images, input_groups
+from captum_qubo.analyses.map_information import permutation_null
 from captum_qubo.analyses.pipeline import run_analyses
 from captum_qubo.analyses.report import write_atomic
 
@@ -60,13 +61,16 @@ def run_model(name: str, count: int, ig_inputs: int, ig_steps: int) -> dict:
     torch.manual_seed(0)
     report, raw = run_analyses(load(), layers, inputs, name, RESULTS / "analyses" / name,
                                pictures=display_images(name, inputs), mi_between=[pair], ig_inputs=ig_inputs,
-                               ig_steps=ig_steps, progress=True)
+                               ig_steps=ig_steps, null_groups=input_groups(name, input_names), progress=True)
     head = layers[-1]
+    plain_null = permutation_null(raw["activations"][head].numpy(), 300)  # inputs shuffled one by one
+    values = raw["mutual_information"][head].pair_values()
+    plain_null["fraction_above_q999"] = float((values > plain_null["q999"]).mean())
     mi = raw["mutual_information"][head]
     pooled = raw["activations"][head].numpy()
     return {"report": report.to_dict(), "peak_memory_mib": raw["peak_memory_mib"], "inputs": input_names,
             "head": head, "head_silent_maps": zero_sets(pooled, mi.top_pairs(100)),
-            "head_mi_zero_fraction": float((mi.pair_values() == 0).mean()),
+            "head_mi_zero_fraction": float((mi.pair_values() == 0).mean()), "head_plain_null": plain_null,
             # EfficientNet's inputs are 16 photos x flips/crops: how much of each layer's variance is between photos
             # (digits: between the 10 classes)
             "between_group_variance_share": {
@@ -122,14 +126,16 @@ def markdown(results: dict, setting: str) -> str:
             lines += [_row([p["a"], p["b"], f"{p['mi']:.3f}", f"{p['pearson']:.3f}", f"{p['gaussian_mi']:.3f}"])
                       for p in mi["top_pairs"][:5]] + [""]
     lines += ["## Permutation null of the within-layer MI", "",
-              _row(["model", "layer", "null pairs", "null mean", "null 99.9 %", "null max", "real pairs above null 99.9 %"]),
-              "|---|---|---|---|---|---|---|"]
+              _row(["model", "layer", "null", "null pairs", "null mean", "null 99.9 %", "null max",
+                    "real pairs above null 99.9 %"]), "|---|---|---|---|---|---|---|---|"]
     for name, result in results.items():
-        for label, mi in result["report"]["mutual_information"].items():
-            if "null" in mi:
-                n = mi["null"]
-                lines.append(_row([name, label, n["num_pairs"], f"{n['mean']:.3f}", f"{n['q999']:.3f}", f"{n['max']:.3f}",
-                                   f"{n['fraction_above_q999']:.2%}"]))
+        nulls = [("inputs shuffled one by one", result["head_plain_null"])]
+        mi = result["report"]["mutual_information"][result["head"]]
+        if mi["null"]["grouped"]:
+            nulls.append(("whole photos shuffled (keeps the 4 crops of a photo together)", mi["null"]))
+        for kind, n in nulls:
+            lines.append(_row([name, result["head"], kind, n["num_pairs"], f"{n['mean']:.3f}", f"{n['q999']:.3f}",
+                               f"{n['max']:.3f}", f"{n['fraction_above_q999']:.2%}"]))
     lines += ["", "## QUBO redundancy J = abs cos (mean over images) vs MI across images", "",
               _row(["model", "layer", "pairs", "Spearman(abs cos, MI)", "Spearman(abs cos, abs r)", "Spearman(abs r, MI)",
                     "top-n overlap abs cos ∩ MI", "chance"]), "|---|---|---|---|---|---|---|---|"]

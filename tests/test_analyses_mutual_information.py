@@ -92,6 +92,21 @@ def test_the_permutation_null_separates_planted_dependence_from_noise():
     assert 1 / 435 <= null["fraction_above_q999"] < 0.02  # the planted pair, and about the null's 0.1 % besides
 
 
+def test_a_group_preserving_null_absorbs_the_clusters_of_dependent_inputs():
+    # 16 "photos" x 4 near-identical "crops", 24 independent maps: every map pair is independent, but each input's
+    # 3 nearest neighbours are its own crops in every map, which raises KSG for all pairs
+    rng = np.random.default_rng(3)
+    x = np.repeat(rng.normal(size=(16, 24)), 4, axis=0) + 0.01 * rng.normal(size=(64, 24))
+    photos = np.repeat(np.arange(16), 4)
+    plain = mutual_information(x, null_columns=24).summary()["null"]
+    grouped = mutual_information(x, null_columns=24, null_groups=photos).summary()["null"]
+    assert grouped["grouped"] and not plain["grouped"]
+    assert plain["fraction_above_q999"] > 0.3  # the plain null calls most independent pairs dependent
+    assert grouped["fraction_above_q999"] < 0.02
+    with pytest.raises(ValueError, match="one size"):
+        mutual_information(x, null_columns=5, null_groups=np.r_[photos[:-1], 99])
+
+
 def test_constant_maps_carry_no_information_and_errors_are_clear():
     x = np.random.default_rng(1).normal(size=(50, 4))
     x[:, 2] = 0.0

@@ -80,7 +80,7 @@ def _analyze(args: argparse.Namespace):
     import torch
 
     from captum_qubo.analyses.activations import resolve_layers
-    from captum_qubo.analyses.inputs import MODELS, display_images
+    from captum_qubo.analyses.inputs import MODELS, display_images, input_groups
     from captum_qubo.analyses.pipeline import run_analyses
 
     load, default_layers, build_inputs, default_count, default_pair = MODELS[args.model]
@@ -95,7 +95,7 @@ def _analyze(args: argparse.Namespace):
                          "add them to --layers")
     if args.ig_images < 0:
         raise ValueError(f"--ig-images must be >= 0, got {args.ig_images}")
-    inputs, _ = build_inputs(args.images if args.images is not None else default_count)
+    inputs, names = build_inputs(args.images if args.images is not None else default_count)
     torch.manual_seed(args.seed)
     model = load()
     resolve_layers(model, layers)  # a misspelt layer fails here, before any work, with the closest names
@@ -103,5 +103,6 @@ def _analyze(args: argparse.Namespace):
     report, _ = run_analyses(model, layers, inputs, args.model, out, pictures=display_images(args.model, inputs),
                              mi_layers=mi_layers, mi_between=between, ig_inputs=min(args.ig_images, len(inputs)),
                              ig_steps=args.ig_steps, null_columns=args.null_maps,
+                             null_groups=input_groups(args.model, names),
                              k=args.k, seed=args.seed, memory_mb=args.memory_mb, progress=not args.no_progress)
     return report, out

@@ -6,7 +6,7 @@ cropped, so that there are enough inputs for a spectrum; the digits CNN sees the
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -67,6 +67,12 @@ def digits_inputs(count: int = 540) -> Tuple[Tensor, List[str]]:
     if not 1 <= count <= len(x_test):
         raise ValueError(f"--images must lie in [1, {len(x_test)}] for digits (its test split), got {count}")
     return x_test[:count], [f"test{i}:digit{int(y)}" for i, y in enumerate(y_test[:count])]
+
+
+def input_groups(model_name: str, names: List[str]) -> Optional[List[str]]:
+    """Which inputs are variants of one photo (EfficientNet-Lite0), for the group-preserving MI null; None for
+    digits, whose test images are independent."""
+    return [name.split("/")[0] for name in names] if model_name == "efficientnet-lite0" else None
 
 
 def display_images(model_name: str, inputs: Tensor) -> np.ndarray:

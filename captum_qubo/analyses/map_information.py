@@ -134,27 +134,49 @@ def gaussian_mutual_information(correlation) -> np.ndarray:
     return -0.5 * np.log1p(-r2)
 
 
-def permutation_null(x, columns: int = 300, k: int = 3, seed: int = 0, memory_mb: float = 256.0) -> dict:
+def _group_permutation(groups, rng: np.random.Generator) -> np.ndarray:
+    """Row order that moves whole groups onto each other (group g's rows take the values of group π(g))."""
+    labels, inverse, counts = np.unique(np.asarray(groups), return_inverse=True, return_counts=True)
+    if counts.min() != counts.max():
+        raise ValueError(f"a group-preserving null needs groups of one size, got sizes {sorted(set(counts))}; "
+                         "pass groups=None for the plain permutation null")
+    members = [np.flatnonzero(inverse == g) for g in range(labels.size)]
+    target = rng.permutation(labels.size)
+    order = np.empty(inverse.size, dtype=np.int64)
+    for g, rows in enumerate(members):
+        order[rows] = members[target[g]]
+    return order
+
+
+def permutation_null(x, columns: int = 300, k: int = 3, seed: int = 0, memory_mb: float = 256.0,
+                     groups=None) -> dict:
     """What KSG gives for *independent* maps with these marginals: each of ``columns`` maps (a seeded random
     choice) shuffled over the inputs on its own, which keeps every map's values (its zeros included) and
     destroys every dependence. On few inputs an estimate needs to clear this null to mean anything.
+
+    Inputs that are not independent (several crops of one photo) make KSG see clusters, which raise every
+    estimate; ``groups`` then moves whole groups instead of single inputs, keeping the clusters in the null.
 
     Args:
         x: (N, C) pooled activations.
         columns: maps used (all if C is smaller); the null has columns·(columns−1)/2 pairs.
         k, seed, memory_mb: as for :func:`ksg_matrix`.
+        groups: (N,) group label per input (equal-sized groups), or None.
 
     Returns:
-        ``{"num_pairs", "mean", "q99", "q999", "max"}`` of the null's pair values (nats).
+        ``{"num_pairs", "mean", "q99", "q999", "max", "grouped"}`` of the null's pair values (nats).
     """
     x = np.asarray(x, dtype=np.float64)
     rng = np.random.default_rng(seed)
     chosen = rng.choice(x.shape[1], size=min(columns, x.shape[1]), replace=False)
-    shuffled = np.stack([rng.permutation(x[:, column]) for column in chosen], axis=1)
+    if groups is not None and len(groups) != x.shape[0]:
+        raise ValueError(f"groups has {len(groups)} labels for {x.shape[0]} inputs; give one label per input")
+    order = (lambda: _group_permutation(groups, rng)) if groups is not None else (lambda: rng.permutation(x.shape[0]))
+    shuffled = np.stack([x[order(), column] for column in chosen], axis=1)
     values = ksg_matrix(shuffled, k=k, seed=seed, memory_mb=memory_mb).numpy()
     values = values[np.triu_indices(chosen.size, k=1)]
     return {"num_pairs": int(values.size), "mean": float(values.mean()), "q99": float(np.quantile(values, 0.99)),
-            "q999": float(np.quantile(values, 0.999)), "max": float(values.max())}
+            "q999": float(np.quantile(values, 0.999)), "max": float(values.max()), "grouped": groups is not None}
 
 
 @dataclass
@@ -198,13 +220,14 @@ class MutualInformation:
 
 
 def mutual_information(x, y=None, k: int = 3, seed: int = 0, memory_mb: float = 256.0,
-                       progress: bool = False, null_columns: int = 0) -> MutualInformation:
+                       progress: bool = False, null_columns: int = 0, null_groups=None) -> MutualInformation:
     """KSG MI of all map pairs (see :func:`ksg_matrix`) with the Pearson correlations for comparison.
 
     Args:
         x, y, k, seed, memory_mb, progress: as for :func:`ksg_matrix`.
         null_columns: > 0 also estimates the :func:`permutation_null` of ``x`` on that many maps (its time is
             not in ``seconds``); the summary then says which fraction of the pairs clears its 99.9th percentile.
+        null_groups: (N,) group labels of inputs that are not independent (see :func:`permutation_null`).
 
     Returns:
         A :class:`MutualInformation`.
@@ -212,5 +235,5 @@ def mutual_information(x, y=None, k: int = 3, seed: int = 0, memory_mb: float = 
     start = time.perf_counter()
     matrix = ksg_matrix(x, y, k=k, seed=seed, memory_mb=memory_mb, progress=progress).numpy()
     seconds = time.perf_counter() - start
-    null = permutation_null(x, null_columns, k, seed, memory_mb) if null_columns > 0 else None
+    null = permutation_null(x, null_columns, k, seed, memory_mb, null_groups) if null_columns > 0 else None
     return MutualInformation(matrix, pearson_matrix(x, y), y is None, k, int(np.shape(x)[0]), seconds, null)

@@ -62,6 +62,7 @@ def run_analyses(
     ig_layer: Optional[str] = None,
     ig_steps: int = 64,
     null_columns: int = 300,
+    null_groups: Optional[Sequence] = None,
     batch_size: int = 32,
     k: int = 3,
     seed: int = 0,
@@ -83,6 +84,7 @@ def run_analyses(
         ig_layer: the layer of layer IG (default: the last layer).
         ig_steps: IG's integration steps (each costs one forward and backward pass per explained input).
         null_columns: maps in the permutation null of each within-layer MI (0: no null).
+        null_groups: (N,) labels of inputs that belong together (crops of one photo): the null moves whole groups.
         batch_size, k, seed, memory_mb, progress: passed to the analyses.
 
     Returns:
@@ -117,7 +119,7 @@ def run_analyses(
     for name in mi_layers:
         with measured(f"mutual_information {name}", report.timings, peaks):
             result = mutual_information(pooled[name], k=k, seed=seed, memory_mb=memory_mb, progress=progress,
-                                        null_columns=null_columns)
+                                        null_columns=null_columns, null_groups=null_groups)
         raw["mutual_information"][name] = result
         report.mutual_information[name] = result.summary()
         if maps[name].ndim == 4:
