@@ -88,3 +88,27 @@ def test_the_cli_module_loads_without_torch_and_every_exported_name_resolves():
     from captum_qubo.analyses import integrated_gradients, mutual_information
 
     assert callable(mutual_information) and callable(integrated_gradients)  # functions, not modules
+
+
+def test_efficientnet_inputs_are_the_bundled_photos_then_their_flips_and_crops():
+    from captum_qubo.analyses.inputs import BUNDLED_PHOTOS, efficientnet_inputs, input_groups
+
+    inputs, names = efficientnet_inputs(40)
+    assert inputs.shape == (40, 3, 224, 224) and float(inputs.min()) >= -1.0 and float(inputs.max()) <= 1.0
+    assert names[:16] == list(BUNDLED_PHOTOS) and names[16] == "chelsea/flip" and names[32].startswith("chelsea/crop")
+    torch.testing.assert_close(inputs[16], inputs[0].flip(-1), atol=1e-4, rtol=0)  # a mirror image, nothing else
+    assert input_groups("efficientnet-lite0", names[:32])[16] == "chelsea" and input_groups("digits", names) is None
+    assert input_groups("efficientnet-lite0", names) is None  # 40 = 16 photos with 2 or 3 variants: no swap
+
+
+def test_analyze_on_efficientnet_lite0_end_to_end(tmp_path):
+    status = main(["analyze", "--model", "efficientnet-lite0", "--images", "32", "--layers",
+                   "_blocks.2,_blocks.15,_bn1.activation", "--mi-layers", "_blocks.15", "--mi-between", "_blocks.2,_bn1.activation", "--ig-images", "0", "--null-maps", "40", "--no-progress",
+                   "--out", str(tmp_path)])
+    assert status == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["layers"]["_bn1.activation"]["shape"] == [1280, 7, 7]
+    assert report["mutual_information"]["_blocks.15"]["num_pairs"] == 320 * 319 // 2
+    assert report["mutual_information"]["_blocks.15"]["null"]["grouped"]  # photo variants move together
+    assert report["mutual_information"]["_blocks.2 ↔ _bn1.activation"]["num_pairs"] == 24 * 1280
+    assert report["integrated_gradients"] == {} and "integrated_gradients" not in report["figures"]

@@ -70,9 +70,16 @@ def digits_inputs(count: int = 540) -> Tuple[Tensor, List[str]]:
 
 
 def input_groups(model_name: str, names: List[str]) -> Optional[List[str]]:
-    """Which inputs are variants of one photo (EfficientNet-Lite0), for the group-preserving MI null; None for
-    digits, whose test images are independent."""
-    return [name.split("/")[0] for name in names] if model_name == "efficientnet-lite0" else None
+    """Which inputs are variants of one photo (EfficientNet-Lite0), for the group-preserving MI null.
+
+    None for digits (independent test images), and when the photos do not all have the same number of variants
+    (``--images`` not a multiple of 16): whole photos cannot then be swapped, and the plain null is used.
+    """
+    if model_name != "efficientnet-lite0":
+        return None
+    groups = [name.split("/")[0] for name in names]
+    sizes = {groups.count(group) for group in set(groups)}
+    return groups if len(sizes) == 1 and sizes != {1} else None
 
 
 def display_images(model_name: str, inputs: Tensor) -> np.ndarray:
