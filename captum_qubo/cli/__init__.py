@@ -13,9 +13,10 @@ from typing import List, Optional
 
 from captum_qubo import __version__
 from captum_qubo.cli.errors import CliError
+from captum_qubo.analyses.command import add_analyze_parser
 from captum_qubo.cli.explain import add_demo_parser, add_explain_parser
 
-SUBCOMMANDS = (add_explain_parser, add_demo_parser)
+SUBCOMMANDS = (add_explain_parser, add_demo_parser, add_analyze_parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
