@@ -152,6 +152,7 @@ class _SlotSearch:
         # +inf where a map cannot enter: padding always, kept maps, maps tabu to re-enter (until that step).
         self.enter_until = torch.where(mask[:, None, :], 0.0, torch.inf).to(dtype).expand(keys.shape).clone()
         self.kept_block = torch.zeros_like(self.state)
+        self.padding_block = torch.where(mask[:, None, :], 0.0, torch.inf).to(dtype)  # (B, 1, D)
         slots = k if k is not None else capacity
         self.selected = torch.zeros((batch, num_starts, slots), dtype=torch.long, device=device)
         self.filled = torch.zeros((batch, num_starts, slots), dtype=torch.bool, device=device)
@@ -208,7 +209,7 @@ class _SlotSearch:
                                                               torch.where(going_out[..., None], 0.0, outgoing_rows))[:, :, None, :])
 
     def step(self, iteration: int, running: Tensor) -> Tensor:
-        allowed = self.fields + self.kept_block
+        allowed = self.fields + self.kept_block + self.padding_block
         entering = torch.where(self.enter_until > iteration, torch.inf, allowed)
         field_out = torch.where(self.filled, self.fields.gather(2, self.selected), 0.0)
         per_slot, incoming = (entering[:, :, None, :] - self.selected_rows).min(dim=3)  # (B, R, slots)

@@ -1,0 +1,160 @@
+"""The batched dense tabu search against brute force, on random and real feature-map QUBOs.
+
+Expectations come from exhaustive enumeration (``captum_qubo.solvers.exact.ground_states``, itself checked
+against ``dimod.ExactSolver`` in test_exact.py), from dimod's sampler API checks, and from best-known energies that
+dwave-samplers' annealing and tabu search found (tests/data/head_qubo_best_known.json).
+"""
+from __future__ import annotations
+
+import dimod
+import dimod.testing
+import numpy as np
+import pytest
+import torch
+
+from captum_qubo.formulation.batched import build_batched_qubos
+from captum_qubo.formulation.qubo import build_feature_map_qubo
+from captum_qubo.solvers import get_sampler
+from captum_qubo.solvers.dense_sampler import DenseTabuSampler
+from captum_qubo.solvers.dense_tabu import dense_tabu_search
+from captum_qubo.solvers.exact import ground_states
+
+
+def random_feature_map_problem(rng: np.random.Generator, d: int):
+    """Importance and maps whose positive-α part has d maps: sparse, non-negative maps like ReLU outputs."""
+    channels = d + int(rng.integers(0, 4))
+    alpha = -np.abs(rng.normal(size=channels))
+    alpha[rng.permutation(channels)[:d]] = np.abs(rng.normal(size=d)) + 1e-3
+    maps = np.abs(rng.normal(size=(channels, 5, 5))) * (rng.random((channels, 5, 5)) < rng.uniform(0.2, 0.9))
+    return alpha, maps
+
+
+def solve_one(problem, k=None, **kwargs):
+    linear = torch.tensor(-problem.beta * problem.h)[None]
+    quadratic = torch.tensor((1.0 - problem.beta) * problem.J)[None]
+    return dense_tabu_search(linear, quadratic, k=k, **kwargs).states[0].numpy()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_equals_brute_force_on_random_feature_map_qubos(seed):
+    rng = np.random.default_rng(seed)
+    checked = 0
+    for _ in range(40):
+        d = int(rng.integers(2, 17)) if _ else 17 + seed  # one large instance per seed: d = 17..20
+        alpha, maps = random_feature_map_problem(rng, d)
+        beta = float(rng.choice([0.5, 0.7, 0.9]))
+        for formulation, k in (("unconstrained", None), ("k_hot", int(rng.integers(1, d + 1)))):
+            problem = build_feature_map_qubo(alpha, maps, beta, formulation, k)
+            _, optimum = ground_states(problem.linear, problem.quadratic, problem.offset)
+            state = solve_one(problem, k=k)
+            assert problem.energies(state) == pytest.approx(optimum, abs=1e-9), (d, formulation, k)
+            if k is not None:
+                assert state.sum() == k
+            checked += 1
+    assert checked == 80  # 4 seeds × 80 = 320 instances
+
+
+def test_equals_brute_force_on_real_digits_qubos(digits_model, digits_data):
+    from captum_qubo.attribution.layer_evaluation import layer_gradients_and_activations
+
+    _, _, images, labels = digits_data
+    gradients, maps = layer_gradients_and_activations(
+        digits_model, digits_model.reduce, images[:40], labels[:40], None, None, False
+    )
+    alpha = gradients.mean(dim=(2, 3))
+    for formulation, k in (("unconstrained", None), ("k_hot", 2), ("k_hot", 3)):
+        usable = ((alpha > 0).sum(dim=1) >= (k or 1)).nonzero().flatten()
+        batch = build_batched_qubos(alpha[usable], maps[usable], 0.7, formulation, k)
+        result = dense_tabu_search(batch.linear, batch.quadratic, batch.mask, k=k)
+        assert len(usable) >= 30
+        for row, index in enumerate(usable.tolist()):
+            problem = build_feature_map_qubo(alpha[index].double().numpy(), maps[index].double().numpy(), 0.7,
+                                             formulation, k)
+            _, optimum = ground_states(problem.linear, problem.quadratic, problem.offset)
+            state = result.states[row, : problem.num_variables].numpy()
+            assert problem.energies(state) == pytest.approx(optimum, abs=1e-9)
+
+
+def _padded_batch(problems):
+    width = max(p.num_variables for p in problems)
+    linear = torch.zeros(len(problems), width, dtype=torch.float64)
+    quadratic = torch.zeros(len(problems), width, width, dtype=torch.float64)
+    mask = torch.zeros(len(problems), width, dtype=torch.bool)
+    for i, p in enumerate(problems):
+        d = p.num_variables
+        linear[i, :d] = torch.tensor(-p.beta * p.h)
+        quadratic[i, :d, :d] = torch.tensor((1 - p.beta) * p.J)
+        mask[i, :d] = True
+    return linear, quadratic, mask
+
+
+@pytest.mark.parametrize("k", [None, 3])
+def test_a_problem_solves_the_same_alone_and_anywhere_in_a_batch(k):
+    rng = np.random.default_rng(7)
+    problems = [build_feature_map_qubo(*random_feature_map_problem(rng, int(d)), 0.7) for d in (40, 12, 70, 25, 55)]
+    alone = [dense_tabu_search(*_padded_batch([p]), k=k, seed=3) for p in problems]
+    for order in ([0, 1, 2, 3, 4], [4, 2, 0, 3, 1]):
+        together = dense_tabu_search(*_padded_batch([problems[i] for i in order]), k=k, seed=3)
+        for row, i in enumerate(order):
+            d = problems[i].num_variables
+            assert torch.equal(together.states[row, :d], alone[i].states[0, :d])
+            assert not together.states[row, d:].any()  # padding is never selected
+            assert torch.equal(together.start_energies[row], alone[i].start_energies[0])
+
+
+def test_seeded_runs_are_identical_and_seeds_matter_for_the_starts():
+    rng = np.random.default_rng(11)
+    linear, quadratic, mask = _padded_batch(
+        [build_feature_map_qubo(*random_feature_map_problem(rng, 60), 0.7) for _ in range(3)]
+    )
+    first = dense_tabu_search(linear, quadratic, mask, seed=5)
+    second = dense_tabu_search(linear, quadratic, mask, seed=5)
+    assert torch.equal(first.start_states, second.start_states)
+    assert torch.equal(first.start_energies, second.start_energies)
+    # With no steps, each start's best state is where it began: random starts follow the seed.
+    initial = [dense_tabu_search(linear, quadratic, mask, seed=s, max_iterations=0).start_states for s in (5, 5, 6)]
+    assert torch.equal(initial[0], initial[1]) and not torch.equal(initial[0], initial[2])
+
+
+def test_dimod_sampler_api_and_generic_bqms():
+    sampler = DenseTabuSampler()
+    dimod.testing.assert_sampler_api(sampler)
+    assert isinstance(get_sampler("dense-tabu"), DenseTabuSampler)
+    rng = np.random.default_rng(2)
+    for vartype in (dimod.BINARY, dimod.SPIN):
+        # A generic BQM (negative couplings too, string labels): the search is not specific to feature maps.
+        labels = [f"x{i}" for i in range(12)]
+        bqm = dimod.BinaryQuadraticModel(
+            {v: rng.normal() for v in labels},
+            {(u, v): rng.normal() for i, u in enumerate(labels) for v in labels[i + 1:]},
+            rng.normal(), vartype,
+        )
+        sampleset = sampler.sample(bqm, num_reads=6, seed=0)
+        dimod.testing.assert_sampleset_energies(sampleset, bqm)
+        assert len(sampleset) == 6 and set(sampleset.variables) == set(labels)
+        assert sampleset.first.energy == pytest.approx(dimod.ExactSolver().sample(bqm).first.energy)
+    k_hot = build_feature_map_qubo(*random_feature_map_problem(rng, 14), 0.7, "k_hot", 4).to_bqm()
+    assert all(sum(s.values()) == 4 for s in sampler.sample(k_hot, k=4, seed=0).samples())
+
+
+def test_bad_arguments_name_the_problem():
+    linear, quadratic = torch.zeros(1, 4, dtype=torch.float64), torch.zeros(1, 4, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="at least k"):
+        dense_tabu_search(linear, quadratic, k=5)
+    with pytest.raises(ValueError, match="num_starts"):
+        dense_tabu_search(linear, quadratic, num_starts=0)
+    with pytest.raises(ValueError, match=r"\(B, D, D\)"):
+        dense_tabu_search(linear, quadratic[:, :3])
+    with pytest.raises(ValueError, match="takes no"):
+        DenseTabuSampler().sample(dimod.BinaryQuadraticModel({0: 1.0}, {}, 0.0, dimod.BINARY), sweeps=3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CI has none; the CPU path is tested above)")
+def test_cuda_and_cpu_give_the_same_selections():
+    rng = np.random.default_rng(4)
+    problems = [build_feature_map_qubo(*random_feature_map_problem(rng, 300), 0.7) for _ in range(6)]
+    linear, quadratic, mask = _padded_batch(problems)
+    for k in (None, 5):
+        cpu = dense_tabu_search(linear, quadratic, mask, k=k, seed=0)
+        gpu = dense_tabu_search(linear.cuda(), quadratic.cuda(), mask.cuda(), k=k, seed=0)
+        assert torch.equal(cpu.states, gpu.states.cpu())
