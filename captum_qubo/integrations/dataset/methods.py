@@ -80,6 +80,7 @@ class BatchExplainer:
         self.settings = settings
         self.layer = find_layer(model, settings.layer)
         self._explainers: Dict[str, Any] = {}
+        self._channels: Optional[int] = None
 
     def _explainer(self, method: str) -> Any:
         if method not in self._explainers:  # built on first use: in the worker process, after any spawn
@@ -131,6 +132,7 @@ class BatchExplainer:
             "predicted": predicted.tolist(),
             "probabilities": list(probabilities.cpu().numpy().astype(np.float32)),
             "base_score": probabilities.gather(1, target[:, None]).squeeze(1).tolist(),
+            "num_channels": [int(self._num_channels(images, target))] * len(images),
         }
         maps: Dict[str, np.ndarray] = {}
         sizes: Optional[List[int]] = None
@@ -159,6 +161,15 @@ class BatchExplainer:
             columns[f"{method}_seconds"] = [(perf_counter() - start) / len(images)] * len(images)
             maps[method] = saliency[:, 0].detach().cpu().numpy().astype(np.float32)
         return columns, maps
+
+    def _num_channels(self, images: Tensor, target: Tensor) -> int:
+        if self._channels is None:  # the layer's width, for reports that turn selections into masks
+            from captum_qubo.attribution.layer_evaluation import layer_activations
+
+            with torch.no_grad():
+                self._channels = layer_activations(self.model, self.layer, (images[:1],), target[:1], None, None,
+                                                   False).shape[1]
+        return self._channels
 
     def _cam_top_k(self, method: str, explainer: Any, images: Tensor, target: Tensor,
                    sizes: Optional[List[int]], activations: Optional[Tensor]):

@@ -11,7 +11,8 @@ Names come from the shard's sample ids (``rank003-<sha1 of ids>``), so every pro
 its shards without coordinating, and a rerun never overwrites a trusted shard (it only explains missing ids).
 
 Columns: ``sample_id``, ``source``, ``label`` (-1: none), ``error`` (null, or why the image was skipped),
-``target``, ``predicted``, ``probabilities``, ``base_score`` (softmax of the target), ``map_row``; per method
+``target``, ``predicted``, ``probabilities``, ``base_score`` (softmax of the target), ``num_channels`` (of the
+layer), ``map_row``; per method
 ``<m>_masked_score``, ``<m>_seconds`` and ``<m>_channels``; for the QUBO ``qubo_energy``, ``qubo_num_variables``,
 ``qubo_sampler``, ``qubo_{forward_backward,build,solve}_s``; for the CAMs ``<m>_weights`` (all channel weights).
 """
@@ -46,7 +47,7 @@ def column_type(name: str):
     pa, _ = _pyarrow()
     if name in ("sample_id", "source", "error") or name.endswith("_sampler"):
         return pa.string()
-    if name in ("label", "target", "predicted", "map_row") or name.endswith("_num_variables"):
+    if name in ("label", "target", "predicted", "map_row", "num_channels") or name.endswith("_num_variables"):
         return pa.int64()
     if name == "probabilities" or name.endswith("_weights"):
         return pa.list_(pa.float32())
