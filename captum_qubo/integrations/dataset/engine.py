@@ -8,13 +8,20 @@ every child process, so everything here before ``predict`` is read-only on disk 
 """
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
 from torch.nn import Module
 from torch.utils.data import DataLoader
 
-from captum_qubo.integrations.dataset.manifest import check_output_folder, configuration, read_manifest
+from captum_qubo.integrations.dataset.manifest import (
+    check_output_folder,
+    configuration,
+    read_manifest,
+    write_manifest,
+)
 from captum_qubo.integrations.dataset.methods import ExplainSettings
 from captum_qubo.integrations.dataset.module import explainer_module
 from captum_qubo.integrations.dataset.shards import SHARD_FOLDER, completed_ids
@@ -55,7 +62,8 @@ def explain_dataset(
         trainer_kwargs: more Trainer arguments (e.g. ``plugins=[SLURMEnvironment()]``).
 
     Returns:
-        The manifest (``num_done``, ``num_explained``, ``skipped``, ``complete``, ``runs`` ...).
+        The manifest (``num_done``, ``num_explained``, ``skipped``, ``complete``, ``runs`` ...) on global rank
+        zero (and in the parent of ``ddp_spawn``); None on the other ranks of ``strategy="ddp"``.
 
     Raises:
         OutputFolderMismatch: ``out`` holds shards of a different configuration.
@@ -67,10 +75,15 @@ def explain_dataset(
     out = Path(out)
     config = configuration(model, settings.to_dict(), source.describe())
     check_output_folder(out, config)
-    remaining = RemainingSamples(source, completed_ids(out / SHARD_FOLDER))
-    if len(remaining) == 0:
-        manifest = read_manifest(out)
-        return finish_manifest(out, source.sample_ids, {}) if manifest else manifest
+    done = set(completed_ids(out / SHARD_FOLDER)) & set(source.sample_ids)
+    remaining = RemainingSamples(source, done)
+    if len(remaining) == 0:  # nothing to do; still recorded, so the manifest tells what every invocation did
+        if _is_global_zero_here():
+            manifest = read_manifest(out)
+            manifest["runs"].append({"started": time.time(), "world_size": 0, "samples_done_before": len(done)})
+            write_manifest(out, manifest)
+            return finish_manifest(out, source.sample_ids, {"seconds": 0.0})
+        return None
     writer = ShardWriter(out, config, source.sample_ids)
     trainer = load_namespace(lightning).Trainer(
         accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
@@ -85,4 +98,9 @@ def explain_dataset(
     finally:
         for module, training in modes:  # Lightning leaves the module in eval mode after predict
             module.training = training
-    return read_manifest(out)
+    return read_manifest(out) if trainer.is_global_zero else None
+
+
+def _is_global_zero_here() -> bool:
+    """Rank zero of a launch, judged from the launcher's environment (no Trainer exists when nothing is left)."""
+    return all(os.environ.get(name, "0") == "0" for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))

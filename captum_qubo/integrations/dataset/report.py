@@ -55,11 +55,12 @@ def dataset_report(out: Path, class_names: Optional[Sequence[str]] = None) -> Di
     base = torch.tensor([r["base_score"] for r in explained], dtype=torch.float64)
     for method in methods:
         mask = channel_sets_to_mask([r[f"{method}_channels"] for r in explained], num_channels)
-        overlap = ClassDisentanglement(len(present), num_channels, class_names=names)
+        # The shards already hold every rank's samples: no cross-process sync even if a process group is still up.
+        overlap = ClassDisentanglement(len(present), num_channels, class_names=names, sync_on_compute=False)
         overlap.update(mask, classes)
         result = overlap.compute()
         masked = torch.tensor([r[f"{method}_masked_score"] for r in explained], dtype=torch.float64)
-        drop, increase = AverageDrop(), IncreaseInConfidence()
+        drop, increase = AverageDrop(sync_on_compute=False), IncreaseInConfidence(sync_on_compute=False)
         drop.update(base, masked)
         increase.update(base, masked)
         sizes = mask.sum(dim=1).double()

@@ -93,9 +93,12 @@ class ImageFolderSource(SampleSource):
         root: the folder.
         image_size: side of the centre crop.
         normalization: a key of :data:`~captum_qubo.zoo.images.NORMALIZATIONS`.
+        channels: 3 (RGB) or 1 (the mean of R, G and B, for greyscale models such as the digits CNN).
     """
 
-    def __init__(self, root: Path, image_size: int, normalization: str) -> None:
+    def __init__(self, root: Path, image_size: int, normalization: str, channels: int = 3) -> None:
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (greyscale) or 3 (RGB), got {channels!r}")
         self.root = Path(root)
         if not self.root.is_dir():
             raise ValueError(f"image folder {str(root)!r} not found or not a folder")
@@ -108,10 +111,11 @@ class ImageFolderSource(SampleSource):
         self.sample_ids = [p.relative_to(self.root).as_posix() for p in files]
         self.image_size = image_size
         self.normalization = normalization
+        self.channels = channels
 
     def describe(self) -> Dict[str, Any]:
         return {"kind": "images", "root": str(self.root.resolve()), "image_size": self.image_size,
-                "normalization": self.normalization}
+                "normalization": self.normalization, "channels": self.channels}
 
     def source_of(self, index: int) -> str:
         return str(self.files[index])
@@ -121,11 +125,11 @@ class ImageFolderSource(SampleSource):
 
         parts = self.files[index].relative_to(self.root).parts
         label = self.class_names.index(parts[0]) if len(parts) > 1 else NO_LABEL
-        return preprocess_image(read_image(self.files[index]), self.image_size, normalization=self.normalization), \
-            label
+        image = preprocess_image(read_image(self.files[index]), self.image_size, normalization=self.normalization)
+        return (image.mean(dim=0, keepdim=True) if self.channels == 1 else image), label
 
     def placeholder(self) -> torch.Tensor:
-        return torch.zeros(3, self.image_size, self.image_size)
+        return torch.zeros(self.channels, self.image_size, self.image_size)
 
 
 class RemainingSamples(Dataset):
