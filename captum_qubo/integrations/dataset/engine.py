@@ -96,7 +96,7 @@ def explain_dataset(
     try:
         trainer.predict(explainer_module(model, settings, lightning), loader, return_predictions=False)
     finally:
-        for module, training in modes:  # Lightning leaves the module in eval mode after predict
+        for module, training in modes:  # predict puts the whole LightningModule in eval mode
             module.training = training
     return read_manifest(out) if trainer.is_global_zero else None
 

@@ -1,7 +1,8 @@
 """ShardWriter: Lightning's ``BasePredictionWriter`` writing each predict batch as a shard, on every rank.
 
 With ``write_interval="batch"`` and ``Trainer.predict(..., return_predictions=False)`` nothing accumulates in
-memory: a batch's records and maps go to disk when the batch ends and are dropped. Rank zero clears leftovers of
+memory: a batch's records and maps go to disk when the batch ends and are dropped (and so are the batch indices
+Lightning's predict sampler would otherwise keep). Rank zero clears leftovers of
 interrupted writes and writes the manifest before any rank writes (a barrier orders it), and after the last batch
 of every rank (another barrier) records the run in the manifest. The class subclasses the ``BasePredictionWriter``
 of every installed Lightning namespace, so a ``lightning.pytorch`` or a ``pytorch_lightning`` Trainer runs it.
@@ -71,11 +72,29 @@ class ShardWriter(*_writer_bases()):
         write_shard(self.shard_folder, shard_name(trainer.global_rank, columns["sample_id"]), columns,
                     prediction["maps"])
         self.rows_written += len(columns["sample_id"])
+        _release_seen_batch_indices(trainer, batch_idx, dataloader_idx)
 
     def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
         trainer.strategy.barrier("captum_qubo_shards_written")  # every rank's last shard is on disk
         if trainer.is_global_zero:
             finish_manifest(self.out, self.sample_ids, {"seconds": time.time() - self._started})
+
+
+def _release_seen_batch_indices(trainer: Any, batch_idx: int, dataloader_idx: int) -> None:
+    """Drop the indices Lightning's predict batch sampler keeps of every batch seen so far.
+
+    ``_IndexBatchSamplerWrapper.seen_batch_indices`` grows by one list per batch (for epoch-end writers); a batch
+    writer never looks back, so without this the memory of a run would grow with the dataset (~40 bytes a
+    sample). Only past entries are cleared (the loop indexes the current one); a Lightning without the wrapper
+    (private API) is left alone.
+    """
+    try:
+        loader = trainer.predict_loop._combined_loader.flattened[dataloader_idx]
+        seen = loader.batch_sampler.seen_batch_indices
+    except (AttributeError, IndexError, TypeError):
+        return
+    for index in range(min(batch_idx + 1, len(seen))):
+        seen[index] = None
 
 
 def finish_manifest(out: Path, sample_ids: Sequence[str], run: Dict[str, Any]) -> Dict[str, Any]:
