@@ -1,1 +1,1 @@
-"""Adapters that let other evaluation libraries call our explainers (Quantus)."""
+"""Adapters that let other libraries call our explainers: Quantus (``quantus``), Lightning's distributed predict (``dataset``)."""

@@ -81,6 +81,7 @@ def write_shard(folder: Path, name: str, columns: Mapping[str, Sequence[Any]], m
         maps: per method an (n, h, w) array, n = the number of rows whose ``map_row`` is not None.
     """
     pa, pq = _pyarrow()
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     np.savez(buffer, **{method: np.ascontiguousarray(array, dtype=np.float32) for method, array in maps.items()})
@@ -110,6 +111,7 @@ class ShardScan:
 def scan_shards(folder: Path) -> ShardScan:
     """Sort a shard folder's files into complete shards and leftovers of interrupted writes."""
     _, pq = _pyarrow()
+    folder = Path(folder)
     if not folder.is_dir():
         return ShardScan((), ())
     trusted, untrusted, claimed = [], [], set()
@@ -145,7 +147,7 @@ def _parquet_problem(pq, path: Path):
 def remove_untrusted(folder: Path) -> List[Tuple[Path, str]]:
     """Delete the leftovers :func:`scan_shards` finds; returns what was removed and why (rank zero only)."""
     removed = []
-    for path, reason in scan_shards(folder).untrusted:
+    for path, reason in scan_shards(Path(folder)).untrusted:
         path.unlink(missing_ok=True)
         if path.suffix == ".parquet":
             path.with_suffix(".npz").unlink(missing_ok=True)
@@ -174,7 +176,7 @@ def load_maps(folder: Path, method: str) -> Dict[str, np.ndarray]:
     """``{sample_id: (h, w) map}`` of one method over the trusted shards (readable samples only)."""
     maps: Dict[str, np.ndarray] = {}
     _, pq = _pyarrow()
-    for path in scan_shards(folder).trusted:
+    for path in scan_shards(Path(folder)).trusted:
         table = pq.read_table(path, columns=["sample_id", "map_row"])
         with np.load(path.with_suffix(".npz")) as arrays:
             if method not in arrays:
