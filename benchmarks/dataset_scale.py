@@ -4,8 +4,8 @@
     .venv/bin/python benchmarks/dataset_scale.py --throughput-images 400 --sa-images 0 --memory-sizes 100 400
 
 Every measurement runs in a fresh Python process (so peak memory is that run's own): the digits CNN explained by
-the QUBO (``exact`` on at most 10 variables; and ``sa`` on all positive maps) and Grad-CAM top-K, through ``explain_dataset`` (Lightning
-``Trainer.predict``, ``return_predictions=False``), CPU. Throughput: ``strategy="ddp_spawn"`` for 2 processes;
+the QUBO (``exact`` on at most 10 variables; and ``sa`` on all positive maps) and Grad-CAM top-K, through
+``explain_dataset`` (Lightning ``Trainer.predict``, ``return_predictions=False``), CPU. Throughput: ``strategy="ddp_spawn"`` for 2 processes;
 "predict" is the time from the writer's ``on_predict_start`` to its ``on_predict_end`` (what the throughput line
 prints), "wall" includes starting Lightning and the processes. Memory: peak RSS (``VmHWM``) of the process, and
 the Python heap (``tracemalloc``) at the end of the first and of the last batch: flat means nothing accumulates per
@@ -104,7 +104,8 @@ def measure(**spec) -> dict:
 
 def markdown(results: dict) -> str:
     rows = [f"load average while measuring: {results['machine']['load_average']}", "",
-            "| QUBO sampler | processes | device | images | predict s | images/s (predict) | wall s | images/s (wall) |",
+            "| QUBO sampler | processes | device | images | predict s | images/s (predict) | wall s "
+            "| images/s (wall) |",
             "|---|---|---|---|---|---|---|---|"]
     for r in results["throughput"]:
         sampler = "exact (≤ 10 maps)" if r["sampler"] == "exact" else f"{r['sampler']} (all maps, registry defaults)"

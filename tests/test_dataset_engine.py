@@ -117,3 +117,39 @@ def test_shard_names_follow_the_ids_and_writes_leave_no_temporary(tmp_path):
     write_shard(tmp_path, shard_name(0, ids), columns, {"qubo": np.ones((1, 2, 2))})
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{shard_name(0, ids)}.npz", f"{shard_name(0, ids)}.parquet"]
     assert json.loads(json.dumps(completed_ids(tmp_path))) == ids
+
+
+def test_the_report_matches_the_metrics_computed_by_hand_from_direct_calls(uninterrupted, digits_model, source):
+    # The reference: every image explained in one direct call, frequencies and Bhattacharyya overlaps by hand.
+    import torch
+
+    from captum_qubo.attribution import QuboFeatureMapAttribution
+    from captum_qubo.integrations.dataset.report import dataset_report
+
+    images = torch.stack([source[i]["image"] for i in range(NUM_IMAGES)])
+    with torch.no_grad():
+        probabilities = torch.softmax(digits_model(images), dim=1)
+    predicted = probabilities.argmax(dim=1)
+    direct = QuboFeatureMapAttribution(digits_model, digits_model.reduce, options=SETTINGS.options)
+    maps = direct.attribute(images, target=predicted)
+    counts = np.zeros((10, 16))
+    for selection, label in zip(direct.last_selections, predicted.tolist()):
+        counts[label, selection.channels] += 1
+    shares = counts / counts.sum(axis=1, keepdims=True)
+    overlap = np.sqrt(shares) @ np.sqrt(shares).T
+    off_diagonal = overlap[~np.eye(10, dtype=bool)]
+    with torch.no_grad():
+        masked = torch.softmax(digits_model(images * maps), dim=1)  # 8×8 maps at the input's resolution
+    base = probabilities.gather(1, predicted[:, None]).squeeze(1)
+    kept = masked.gather(1, predicted[:, None]).squeeze(1)
+    average_drop = 100 * float(((base - kept).clamp(min=0) / base).mean())
+
+    qubo = dataset_report(uninterrupted)["methods"]["qubo"]
+    np.testing.assert_allclose(np.array(qubo["bhattacharyya"]), overlap, atol=1e-9)
+    assert qubo["mean_off_diagonal"] == pytest.approx(off_diagonal.mean(), abs=1e-9)
+    assert qubo["max_off_diagonal"] == pytest.approx(off_diagonal.max(), abs=1e-9)
+    np.testing.assert_allclose(np.array(qubo["selection_frequency"]), counts / np.bincount(predicted, minlength=10)
+                               [:, None], atol=1e-12)
+    assert qubo["mean_selection_size"] == pytest.approx(counts.sum() / NUM_IMAGES)
+    assert qubo["average_drop"] == pytest.approx(average_drop, rel=1e-4)
+    assert qubo["increase_in_confidence"] == pytest.approx(100 * float((kept > base).float().mean()), abs=1e-9)

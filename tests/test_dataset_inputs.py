@@ -1,4 +1,4 @@
-"""The dataset engine's inputs: unreadable images, foreign output folders, both Lightning namespaces, the user's model."""
+"""The dataset engine's inputs: unreadable images, foreign output folders, both Lightning namespaces, the model."""
 import copy
 import json
 

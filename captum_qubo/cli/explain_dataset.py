@@ -44,7 +44,8 @@ def add_explain_dataset_parser(subparsers: Any) -> None:
     model.add_argument("--image-size", type=int, default=None, help="--images crop size (default: the zoo model's)")
     explain = parser.add_argument_group("explanations")
     explain.add_argument("--methods", default=DEFAULT_METHODS,
-                         help=f"comma-separated: qubo, grad_cam, grad_cam_plus_plus, score_cam (default {DEFAULT_METHODS})")
+                         help="comma-separated: qubo, grad_cam, grad_cam_plus_plus, score_cam "
+                              f"(default {DEFAULT_METHODS})")
     explain.add_argument("--target", choices=("predicted", "label"), default="predicted",
                          help="explain the predicted class (default) or the true label")
     explain.add_argument("--cam-k", type=int, default=5, help="top-K of the CAM baselines without qubo (default 5)")

@@ -1,1 +1,2 @@
-"""Adapters that let other libraries call our explainers: Quantus (``quantus``), Lightning's distributed predict (``dataset``)."""
+"""Adapters that let other libraries call our explainers: Quantus (:mod:`.quantus`) and Lightning's distributed
+predict over a whole dataset (:mod:`.dataset`)."""
