@@ -65,6 +65,10 @@ def test_an_unreadable_image_is_reported_in_the_manifest_and_skipped(digit_folde
     assert record["qubo_channels"] == direct.last_selections[0].channels.tolist()
     assert record["qubo_energy"] == pytest.approx(direct.last_selections[0].energy, rel=1e-6)
 
+    # DataLoader worker processes decode the images instead: the same shards.
+    explain_dataset(digits_model, source, SETTINGS, tmp_path / "workers", batch_size=5, num_workers=2)
+    assert_same_runs(out, tmp_path / "workers", source.sample_ids)
+
 
 def test_an_output_folder_of_another_configuration_is_refused(tmp_path, digits_model):
     out = tmp_path / "out"
