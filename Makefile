@@ -14,7 +14,7 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_CPU)
-	$(PY) -m pip install -q -e ".[dwave,zoo,lightning,quantus,dev]"
+	$(PY) -m pip install -q -e ".[dwave,zoo,lightning,dataset,quantus,dev]"
 	touch $(STAMP)
 
 demo: install
@@ -32,6 +32,7 @@ benchmark: install
 	$(PY) benchmarks/callback_overhead.py
 	$(PY) benchmarks/quantus_comparison.py
 	$(PY) benchmarks/train_digits_with_explanations.py
+	$(PY) benchmarks/dataset_scale.py
 
 # Parity with pytorch-grad-cam in its own venv (torch 2.14.1 + torchvision 0.29.1 + grad-cam); CI runs it too.
 test-peers:

@@ -1,4 +1,4 @@
-"""Command line: ``captum-qubo explain`` (any model, many images) and ``captum-qubo demo``.
+"""Command line: ``captum-qubo explain`` (any model, many images), ``explain-dataset`` and ``captum-qubo demo``.
 
 Subcommands are pluggable: each is a function ``add_<name>_parser(subparsers)`` that adds its parser and sets
 ``run=<function(args) -> exit status>`` as a default. Adding one is two lines in :func:`build_parser` (import the
@@ -15,8 +15,9 @@ from captum_qubo import __version__
 from captum_qubo.cli.errors import CliError
 from captum_qubo.analyses.command import add_analyze_parser
 from captum_qubo.cli.explain import add_demo_parser, add_explain_parser
+from captum_qubo.cli.explain_dataset import add_explain_dataset_parser
 
-SUBCOMMANDS = (add_explain_parser, add_demo_parser, add_analyze_parser)
+SUBCOMMANDS = (add_explain_parser, add_explain_dataset_parser, add_demo_parser, add_analyze_parser)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,6 +23,7 @@ class ZooModel:
         preprocessing: the :data:`~captum_qubo.zoo.images.NORMALIZATIONS` key its inputs need.
         image_size: side of its square input.
         class_names: zero-argument function returning the class names in logit order (None: indices only).
+        input_channels: colour channels of its input (3: RGB; 1: greyscale, e.g. the digits CNN).
     """
 
     build: Callable[[], object]
@@ -30,6 +31,7 @@ class ZooModel:
     preprocessing: str
     image_size: int
     class_names: Optional[Callable[[], List[str]]] = None
+    input_channels: int = 3
 
 
 def _efficientnet():
@@ -44,9 +46,17 @@ def _imagenet_names() -> List[str]:
     return imagenet_class_names()
 
 
+def _digits():
+    # Trained in seconds on scikit-learn's digits and cached (captum_qubo.zoo.digits.train_digits_cnn).
+    from captum_qubo.zoo.digits import train_digits_cnn
+
+    return train_digits_cnn(num_filters=16, seed=0)
+
+
 #: Models known by name.
 ZOO_MODELS: Dict[str, ZooModel] = {
     "efficientnet-lite0": ZooModel(_efficientnet, "_bn1.activation", "efficientnet", 224, _imagenet_names),
+    "digits": ZooModel(_digits, "reduce", "none", 8, lambda: [str(digit) for digit in range(10)], input_channels=1),
 }
 
 
