@@ -129,16 +129,27 @@ def layer_gradients_and_activations(
     """
     inputs = _format_tensor_into_tuples(inputs)
     check_finite_inputs(inputs)
-    gradients, activations = compute_layer_gradients_and_eval(
-        TargetCheckedForward(forward_func, target, inputs[0].shape[0]),
-        layer,
-        inputs,
-        target,
-        additional_forward_args,
-        device_ids=device_ids,
-        attribute_to_layer_input=attribute_to_layer_input,
-        grad_kwargs=grad_kwargs,
-    )
+    try:
+        gradients, activations = compute_layer_gradients_and_eval(
+            TargetCheckedForward(forward_func, target, inputs[0].shape[0]),
+            layer,
+            inputs,
+            target,
+            additional_forward_args,
+            device_ids=device_ids,
+            attribute_to_layer_input=attribute_to_layer_input,
+            grad_kwargs=grad_kwargs,
+        )
+    except RuntimeError as error:
+        if "allow_unused" not in str(error):
+            raise
+        # Captum differentiates every tensor the layer returns; one the model never uses has no gradient.
+        side = "input" if attribute_to_layer_input else "output"
+        raise ValueError(
+            f"{layer_name(forward_func, layer)} gives a tuple {side} and the model does not use every element, so "
+            f"its gradient is undefined. Feature-map methods need a layer whose {side} is one (N, C, H, W) tensor "
+            "that the prediction depends on: pick that submodule (or wrap the layer to return only the used tensor)."
+        ) from error
     activations = single_4d(activations, forward_func, layer, attribute_to_layer_input)
     return gradients[0].detach(), activations.detach()
 

@@ -24,6 +24,7 @@ from torch.nn import Module
 
 from captum_qubo.attribution.layer_evaluation import layer_gradients_and_activations, layer_name
 from captum_qubo.attribution.options import QuboOptions
+from captum_qubo.model_access import find_layer
 from captum_qubo.formulation.batched import (
     BatchedFeatureMapQubo,
     SampleQuboError,
@@ -50,7 +51,7 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
     def __init__(
         self,
         forward_func: Callable[..., Tensor],
-        layer: Module,
+        layer: Union[Module, str],
         device_ids: Union[None, List[int]] = None,
         options: Optional[QuboOptions] = None,
         **option_fields: Any,
@@ -58,8 +59,9 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
         r"""
         Args:
             forward_func (Callable): The model or any function returning its outputs.
-            layer (torch.nn.Module): A layer whose output (or input, see ``attribute``) is a
-                        single (N, C, H, W) tensor; usually the last convolutional block.
+            layer (torch.nn.Module or str): A layer whose output (or input, see ``attribute``) is a
+                        single (N, C, H, W) tensor; usually the last convolutional block. A dotted
+                        name (``"features.7"``) is looked up on ``forward_func`` (an ``nn.Module``).
             device_ids (list[int], optional): As for :class:`captum.attr.LayerGradCam`, only
                         needed when ``forward_func`` applies a DataParallel model.
             options (QuboOptions, optional): How maps are selected (sampler, its kwargs,
@@ -68,6 +70,13 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
             **option_fields: The same fields as keywords (``sampler="exact"``, ``k=5`` ...),
                         applied over ``options``; an unknown name is a TypeError.
         """
+        if isinstance(layer, str):
+            if not isinstance(forward_func, Module):
+                raise TypeError(
+                    f"layer={layer!r} is a dotted name, which needs forward_func to be the nn.Module holding it; "
+                    "pass the layer module itself"
+                )
+            layer = find_layer(forward_func, layer)
         LayerAttribution.__init__(self, forward_func, layer, device_ids)
         GradientAttribution.__init__(self, forward_func)
         self.options = QuboOptions.from_kwargs(options, **option_fields)
