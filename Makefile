@@ -26,7 +26,7 @@ test: install
 # All benchmarks (~75 min on 2 cores); each prints its table and writes benchmarks/results/.
 benchmark: install
 	$(PY) -m benchmarks.compare_methods
-	$(PY) benchmarks/latency.py
+	$(PY) -m benchmarks.latency
 	$(PY) benchmarks/annealing_study.py --full --skip-speed
 	$(PY) benchmarks/annealing_study.py --speed-only --speed-dims 4 6 8 10 12 14 --ours-only-dims 16 18 20
 	$(PY) benchmarks/callback_overhead.py

@@ -8,7 +8,7 @@ formulation (unconstrained; k_hot with K = 3, 5, 10) the best state found by any
 is kept, as layer channels, in ``tests/data/head_qubo_best_known.json``. The solver test rebuilds the QUBOs and
 requires the default search to reach each of these energies.
 
-Usage:  python benchmarks/head_qubo_references.py   (about 15 minutes on one core)
+Usage:  python -m benchmarks.head_qubo_references   (about 15 minutes on one core)
 """
 from __future__ import annotations
 

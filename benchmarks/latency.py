@@ -14,7 +14,9 @@ enumerates 2^d states (top 20), ``mock-qpu`` must minor-embed a dense clique ont
 not comparable with the full-d rows.
 
 Usage:
-    python benchmarks/latency.py [--repeats 3] [--images chelsea coffee] [--threads 1]
+    python -m benchmarks.latency [--repeats 3] [--images chelsea coffee] [--threads 1]
+A second table: images/s at batch 64 (72 photo views of benchmarks/_head_qubos, the first 64) for the default
+QUBO (both formulations) and the previous default sa, each ÷ LayerGradCam in the same interleaved run.
 Writes benchmarks/results/latency.md and latency.json.
 """
 from __future__ import annotations
@@ -38,6 +40,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 # (row label, sampler name, max_variables)
 QUBO_METHODS = [
+    ("QUBO dense-tabu (default)", "dense-tabu", None),
     ("QUBO sa", "sa", None),
     ("QUBO tabu", "tabu", None),
     ("QUBO steepest", "steepest", None),
@@ -55,6 +58,15 @@ def time_grad_cam(model, layer, inputs: torch.Tensor, target: int) -> Dict[str, 
     total, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     return {"total": total, "cpu": cpu, "forward_backward": total, "build": 0.0, "solve": 0.0, "d": None, "selected": None,
             "energy": None}
+
+
+# Throughput at batch 64: (row label, QuboOptions fields); LayerGradCam is the reference row.
+THROUGHPUT_METHODS = [
+    ("QUBO dense-tabu (default, unconstrained)", {}),
+    ("QUBO dense-tabu k_hot K=5", {"formulation": "k_hot", "k": 5}),
+    ("QUBO sa (previous default)", {"sampler": "sa"}),
+]
+THROUGHPUT_BATCH = 64
 
 
 def time_qubo(explainer: QuboFeatureMapAttribution, inputs: torch.Tensor, target: int) -> Dict[str, float]:
@@ -91,6 +103,52 @@ def run(images: List[str], repeats: int) -> Dict[str, dict]:
     return {label: summarise(runs) for label, runs in measured.items()}
 
 
+def throughput(repeats: int) -> Dict[str, dict]:
+    """Images/s at batch 64 (photos, mirrored and cropped, explained for their top classes), ÷ LayerGradCam."""
+    from benchmarks._head_qubos import head_qubo_inputs
+
+    model, layer, inputs, targets, _ = head_qubo_inputs()
+    inputs, targets = inputs[:THROUGHPUT_BATCH], targets[:THROUGHPUT_BATCH]
+    grad_cam = LayerGradCam(model, layer)
+    methods = {"Captum LayerGradCam": lambda: grad_cam.attribute(inputs, target=targets, relu_attributions=True)}
+    explainers = {}
+    for label, fields in THROUGHPUT_METHODS:
+        explainers[label] = QuboFeatureMapAttribution(model, layer, **fields)
+        methods[label] = (lambda e: lambda: e.attribute(inputs, target=targets))(explainers[label])
+    seconds: Dict[str, List[float]] = {label: [] for label in methods}
+    for call in methods.values():
+        call()  # warm-up
+    for _ in range(repeats):  # interleaved, so load changes hit every method alike
+        for label, call in methods.items():
+            start = time.perf_counter()
+            call()
+            seconds[label].append(time.perf_counter() - start)
+    reference = statistics.median(seconds["Captum LayerGradCam"])
+    rows = {}
+    for label, runs in seconds.items():
+        median = statistics.median(runs)
+        row = {"seconds": median, "images_per_s": THROUGHPUT_BATCH / median, "ratio": reference / median}
+        if label in explainers:
+            timings = [s.timings for s in explainers[label].last_selections]
+            row.update({part: sum(t[part] for t in timings) for part in ("forward_backward", "build", "solve")})
+        rows[label] = row
+    return rows
+
+
+def throughput_markdown(rows: Dict[str, dict]) -> str:
+    lines = [
+        f"Throughput at batch {THROUGHPUT_BATCH} (median of interleaved repeats; ratio = ours ÷ LayerGradCam images/s, "
+        "same run)",
+        "",
+        "| method | images/s | ÷ LayerGradCam | forward+backward s | build s | solve s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, row in rows.items():
+        parts = " | ".join(f"{row[p]:.3f}" if p in row else "–" for p in ("forward_backward", "build", "solve"))
+        lines.append(f"| {label} | {row['images_per_s']:.1f} | {row['ratio']:.2f} | {parts} |")
+    return "\n".join(lines) + "\n"
+
+
 def summarise(runs: List[dict]) -> dict:
     summary = {key: statistics.median(run[key] for run in runs) for key in ("total", "cpu", "forward_backward", "build", "solve")}
     for key in ("d", "selected"):
@@ -113,16 +171,18 @@ def markdown(results: Dict[str, dict], images: List[str], setting: str) -> str:
         f"Per-image latency, median ({setting})",
         "",
         f"| method | d (median) | maps selected | forward+backward ms | QUBO build ms | solve ms | total ms | "
-        f"total CPU ms | {energy_columns} |",
-        "|---|" + "---:|" * (7 + len(images)),
+        f"÷ LayerGradCam | total CPU ms | {energy_columns} |",
+        "|---|" + "---:|" * (8 + len(images)),
     ]
+    reference = results["Captum LayerGradCam"]["total"]
     for label, row in results.items():
         d = "–" if row["d"] is None else f"{row['d']:.0f}"
         selected = "–" if row["selected"] is None else f"{row['selected']:.0f}"
         energy = " | ".join(f"{row['energy'][image]:.4f}" if row["energy"] else "–" for image in images)
         lines.append(
             f"| {label} | {d} | {selected} | {1e3 * row['forward_backward']:.0f} | {1e3 * row['build']:.1f} | "
-            f"{1e3 * row['solve']:.0f} | {1e3 * row['total']:.0f} | {1e3 * row['cpu']:.0f} | {energy} |"
+            f"{1e3 * row['solve']:.1f} | {1e3 * row['total']:.0f} | {row['total'] / reference:.2f} | "
+            f"{1e3 * row['cpu']:.0f} | {energy} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -135,17 +195,19 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results = run(args.images, args.repeats)
+    batched = throughput(args.repeats)
     setting = (
         f"EfficientNet-Lite0, 224², layer _bn1.activation (1280 maps, 7×7), images {', '.join(args.images)}, "
         f"{args.repeats} repeats each, torch {torch.__version__} CPU, {args.threads} thread(s), "
         f"{platform.processor() or platform.machine()}"
     )
     setting += f", load average {os.getloadavg()[0]:.1f} at the end"
-    table = markdown(results, args.images, setting)
+    table = markdown(results, args.images, setting) + "\n" + throughput_markdown(batched)
     print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latency.md").write_text(table)
-    (RESULTS / "latency.json").write_text(json.dumps({"setting": setting, "results": results}, indent=2))
+    (RESULTS / "latency.json").write_text(
+        json.dumps({"setting": setting, "results": results, "throughput": batched}, indent=2))
 
 
 if __name__ == "__main__":
