@@ -28,11 +28,11 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-DEFAULT_NUM_STARTS = 8
+DEFAULT_NUM_STARTS = 16
 DEFAULT_PATIENCE = 40
 DEFAULT_MAX_ITERATIONS = 2000
 # Kept-map slots of an unconstrained search (doubled while a best state fills them all).
-DEFAULT_CAPACITY = 12
+DEFAULT_CAPACITY = 8
 # Unconstrained starts cover these subset sizes (cycled): the optimal sets are small.
 MAX_RANDOM_START_SIZE = 8
 _IMPROVEMENT = 1e-12  # an energy lower by less than this is a tie, not a new best
@@ -107,14 +107,27 @@ def dense_tabu_search(
         tenure_of = torch.full_like(sizes, tenure)
     keys = _random_keys(sizes, num_starts, width, seed).to(device)
     capacity = min(width, DEFAULT_CAPACITY)
-    while True:
-        search = _SlotSearch(linear, quadratic, mask, keys, tenure_of[:, None], k, capacity)
-        result = _run(search, patience, max_iterations)
-        # An unconstrained optimum may need more slots than it had: retry with twice as many when a best state
-        # used them all (so no optimum is cut off by the capacity).
-        if k is not None or capacity >= width or not bool((result.states.sum(dim=1) >= capacity).any()):
-            return result
-        capacity = min(width, 2 * capacity)
+    result = _run(_SlotSearch(linear, quadratic, mask, keys, tenure_of[:, None], k, capacity), patience, max_iterations)
+    rows = torch.arange(batch, device=device)
+    while k is None and capacity < width:
+        # An unconstrained optimum may need more slots than it had: the problems whose best state used them all
+        # are solved again with twice as many (only those, so no problem's result depends on its batch).
+        full = (result.states[rows].sum(dim=1) >= capacity).nonzero().flatten()
+        if not len(full):
+            break
+        rows, capacity = rows[full], min(width, 2 * capacity)
+        again = _run(_SlotSearch(linear[rows], quadratic[rows], mask[rows], keys[rows], tenure_of[rows, None], k,
+                                 capacity), patience, max_iterations)
+        result = _merge(result, rows, again)
+    return result
+
+
+def _merge(result: DenseSearchResult, rows: Tensor, again: DenseSearchResult) -> DenseSearchResult:
+    """``result`` with the problems at ``rows`` replaced by ``again``."""
+    merged = {name: getattr(result, name).clone() for name in ("states", "energies", "start_states", "start_energies")}
+    for name, tensor in merged.items():
+        tensor[rows] = getattr(again, name)
+    return DenseSearchResult(**merged, iterations=max(result.iterations, again.iterations))
 
 
 def _random_keys(sizes: Tensor, num_starts: int, width: int, seed: Optional[int]) -> Tensor:
