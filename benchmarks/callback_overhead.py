@@ -27,6 +27,8 @@ from lightning_callbacks.digits_example import DIGITS_LAYER, DigitsClassifier, D
 RESULTS = Path(__file__).resolve().parent / "results"
 CONFIGS = {
     "no callback": None,
+    "dense-tabu (default), no pictures": dict(images_every_n_epochs=0),
+    "dense-tabu (default), no baseline, no pictures": dict(baseline=False, images_every_n_epochs=0),
     "exact, no pictures": dict(sampler="exact", images_every_n_epochs=0),
     "sa, no pictures": dict(sampler="sa", images_every_n_epochs=0),
     "sa, no baseline, no pictures": dict(sampler="sa", baseline=False, images_every_n_epochs=0),
