@@ -12,6 +12,7 @@ from torch.nn import functional as F
 from lightning_callbacks.digits_example import DigitsClassifier, DigitsDataModule
 from lightning_callbacks.representation_analysis import RepresentationAnalysisCallback
 from lightning_callbacks.validation_samples import stratified_indices
+from test_lightning_callback import RandomAugmentedDigits  # tests/ is on sys.path
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 
@@ -50,17 +51,6 @@ def test_logged_values_equal_sklearn_pca_and_the_cka_formula(digits_model):
     cka = np.linalg.norm(b.T @ a) ** 2 / (np.linalg.norm(a.T @ a) * np.linalg.norm(b.T @ b))
     assert logged["representation/cka/model.features.3__model.reduce"] == pytest.approx(cka, rel=1e-5)
     assert len(analyser.history) == 1
-
-
-class RandomAugmentedDigits(DigitsClassifier):
-    """Training draws from the torch, numpy and Python streams, so a callback consuming any changes the weights."""
-
-    def training_step(self, batch, batch_idx):
-        images, labels = batch
-        images = images * (1.0 + 0.05 * float(np.random.randn())) + 0.05 * torch.randn_like(images)
-        if random.random() < 0.5:
-            images = images.flip(-1)
-        return F.cross_entropy(self(images), labels)
 
 
 def hooks(module):
