@@ -7,7 +7,6 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 from sklearn.decomposition import PCA
-from torch.nn import functional as F
 
 from lightning_callbacks.digits_example import DigitsClassifier, DigitsDataModule
 from lightning_callbacks.representation_analysis import RepresentationAnalysisCallback
