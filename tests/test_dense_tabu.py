@@ -6,9 +6,6 @@ dwave-samplers' annealing and tabu search found (tests/data/head_qubo_best_known
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import dimod
 import dimod.testing
 import numpy as np
@@ -165,36 +162,3 @@ def test_cuda_and_cpu_give_the_same_selections():
         gpu = dense_tabu_search(linear.cuda(), quadratic.cuda(), mask.cuda(), k=k, seed=0)
         assert torch.equal(cpu.states, gpu.states.cpu())
 
-
-BEST_KNOWN = Path(__file__).resolve().parent / "data" / "head_qubo_best_known.json"
-
-
-@pytest.fixture(scope="module")
-def head_qubo_maps():
-    from benchmarks._head_qubos import head_importance_and_maps
-
-    return head_importance_and_maps()
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("formulation, k", [("unconstrained", None), ("k_hot", 3), ("k_hot", 5), ("k_hot", 10)])
-def test_reaches_the_best_known_energy_on_every_real_head_qubo(head_qubo_maps, formulation, k):
-    """72 EfficientNet-Lite0 head QUBOs (photos, mirrored, cropped × top-3 classes; d ≈ 280–460): the default search
-    reaches the lowest energy that sa (100 reads), tabu and a long dense-tabu run found, evaluated afresh here."""
-    importance, maps, names = head_qubo_maps
-    records = {r["instance"]: r for r in json.loads(BEST_KNOWN.read_text())["records"]
-               if r["formulation"] == formulation and r["k"] == k}
-    assert len(records) == len(names) == 72
-    batch = build_batched_qubos(importance, maps, 0.7, formulation, k)
-    result = dense_tabu_search(batch.linear, batch.quadratic, batch.mask, k=k)
-    misses = []
-    for i, name in enumerate(names):
-        problem = build_feature_map_qubo(importance[i].double().numpy(), maps[i].double().numpy(), 0.7, formulation, k)
-        assert 250 <= problem.num_variables <= 500
-        best = problem.energies(np.isin(problem.kept, records[name]["channels"]))  # the reference state, re-scored
-        ours = result.states[i, : problem.num_variables].numpy()
-        if k is not None:
-            assert ours.sum() == k
-        if problem.energies(ours) > best + 1e-9:
-            misses.append((name, float(problem.energies(ours)), float(best)))
-    assert not misses, misses
