@@ -42,6 +42,18 @@ def test_contribution_is_each_maps_exact_logit_share_for_a_pooled_linear_head():
     torch.testing.assert_close(alpha, (model.head.weight[target] / 25.0).expand_as(alpha).detach())
 
 
+def test_gradient_x_activation_is_the_exact_share_for_a_flatten_linear_head():
+    torch.manual_seed(0)
+    conv, head = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU()).double(), nn.Linear(3 * 25, 2).double()
+    maps = conv(_images().double())
+    maps.retain_grad()
+    head(maps.flatten(1))[:, 1].sum().backward()
+    share = map_importance("gradient_x_activation", maps.grad, maps.detach())
+    weights = head.weight[1].detach().reshape(3, 5, 5)
+    expected = (weights[None] * maps.detach()).sum(dim=(2, 3))  # map k's term Σ_ij W_1,kij f_kij of the logit
+    torch.testing.assert_close(share, expected)
+
+
 def test_pre_filter_applies_to_the_chosen_importance():
     """A map with positive weight but no activation is a variable for "gradient", not for "contribution"."""
     model = PooledLinear()

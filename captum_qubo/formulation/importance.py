@@ -5,7 +5,10 @@
 - ``"contribution"`` — α_k · Σ_ij f_k,ij, map k's first-order share of the logit. For a head that is linear in
   the layer's spatial mean (global average pooling then a linear layer), z_c = Σ_k w_ck·mean(f_k) + b_c and
   α_k = w_ck/HW, so the contribution is exactly w_ck·mean(f_k): map k's term in the logit. Elsewhere it is a
-  first-order (gradient × activation) estimate. It is image-specific, and a nearly inactive map gets ~0 reward.
+  first-order estimate. It is image-specific, and a nearly inactive map gets ~0 reward.
+- ``"gradient_x_activation"`` — Σ_ij (∂z_c/∂f_k,ij)·f_k,ij. Equal to ``"contribution"`` when the gradient is
+  constant over positions (pooled-linear heads); exactly map k's term in the logit for *any* head that is linear
+  in the layer (e.g. the paper's flatten-then-linear head, where ``"contribution"`` is only an approximation).
 
 The pre-filter (keep maps with importance > 0) applies to the chosen importance.
 """
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-IMPORTANCES = ("gradient", "contribution")
+IMPORTANCES = ("gradient", "contribution", "gradient_x_activation")
 
 
 def map_importance(kind: str, gradients: Tensor, activations: Tensor) -> Tensor:
@@ -37,6 +40,8 @@ def map_importance(kind: str, gradients: Tensor, activations: Tensor) -> Tensor:
             f"gradients and activations must both be (N, C, H, W) of one shape, got {tuple(gradients.shape)} "
             f"and {tuple(activations.shape)}"
         )
+    if kind == "gradient_x_activation":
+        return (gradients * activations.to(gradients.dtype)).sum(dim=(2, 3))
     alpha = gradients.mean(dim=(2, 3))
     if kind == "gradient":
         return alpha
