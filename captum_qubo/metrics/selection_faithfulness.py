@@ -80,7 +80,7 @@ def selection_probabilities(
             raise ValueError(f"removal must be 'zero' or a (C,) tensor of map means, got {removal!r}")
         baseline = 0.0
     else:
-        removal = torch.as_tensor(removal, device=inputs.device)
+        removal = torch.as_tensor(removal, device=inputs.device, dtype=inputs.dtype)  # the model's precision
         if removal.shape != (selected.shape[1],):
             raise ValueError(
                 f"removal values must be (C,) = ({selected.shape[1]},), got {tuple(removal.shape)}; "
