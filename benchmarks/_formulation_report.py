@@ -10,7 +10,11 @@ GC = "Grad-CAM"
 
 def _family_means(results: Dict[str, dict], sets, name: str, family: str) -> Dict[str, float]:
     rows = [results[s.name][name] for s in sets if s.family == family]
-    return {key: float(np.mean([row[key] for row in rows])) for key in rows[0]}
+    means = {}
+    for key in rows[0]:
+        values = np.array([row[key] for row in rows], dtype=float)
+        means[key] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+    return means
 
 
 def _config_names(configs) -> List[str]:
@@ -80,11 +84,17 @@ def report_markdown(result: dict, tuning_sets, held_sets, configs) -> str:
     for name, info in result["sets"].items():
         out.append(f"| {info['split']} | {name} | {info['n']} | {info['removal']} |")
     out += ["", f"Grid: importance {s['importances']} × β {s['betas']} × formulation {s['formulations']} "
-            "(k_hot at the paper preset's median K on each model, capped at each image's d). Reductions to fit "
-            "≈ 10 min on 2 cores: one redundancy (|cos|; no alternative was argued strongly enough to double the grid), "
+            "(unconstrained at every β; k_hot at the paper preset's median K on each model, capped at each image's d, "
+            "at β = 0.7 only). Reductions to fit ≈ 10 min on 2 shared cores: gradient_x_activation left out of the grid "
+            "(on the pooled photo head it equals contribution), k_hot only at β = 0.7, one redundancy (|cos|; no alternative was argued strongly enough to double the grid), "
             f"{s['per_class']} digits per class, {s['top_classes']} classes per photo view, Score-CAM only on digits "
             "(1280 forward passes per photo explanation), deletion/insertion only for the chosen configuration, the "
             "paper preset and Grad-CAM on the held-out photos, no pointing game.", "",
+           "On the photos BC is nearly degenerate: each ImageNet class has only a handful of explained images and "
+           "1280 maps to choose from, so every method's BC is close to 0 and a ratio against Grad-CAM top-K is unstable "
+           "(undefined where Grad-CAM top-K's BC is exactly 0; such models are left out of the family mean). "
+           "Sufficiency with K ≈ 5 of 1280 maps is ≈ 0 for every method there; comprehensiveness is the informative "
+           "selection metric on the photos.", "",
            "BC = mean off-diagonal Bhattacharyya coefficient of the class × class selection-frequency matrix "
            "(METHOD.md §4). Baseline selections take the QUBO's K per image (top-K by their own channel weights, "
            "positive weights only). *BC reduction* = 1 − BC / BC(Grad-CAM top-K). Family rows average the models.", "",
