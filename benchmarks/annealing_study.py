@@ -9,6 +9,10 @@ method (dt = 0.01 expm_multiply + eigsh every step) at equal accuracy.
     python benchmarks/annealing_study.py --full --skip-speed   # every correctly classified image (≈17 min)
     python benchmarks/annealing_study.py --speed-only --speed-dims 4 6 8 10 12 14 --ours-only-dims 16 18 20
                                                           # the published speed table (reference d=14 ≈ 5–10 min)
+    python benchmarks/annealing_study.py --convention-gaps    # median Δ_min of the N_f=16 instances under each of
+                                                          # the authors' three pair conventions (a few minutes)
+
+``--pair-convention`` picks how J enters H_P for the main study (METHOD.md §8; default ``half``, ½ Σ_{p≠q}).
 """
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ from captum_qubo.annealing import (  # noqa: E402
     minimum_gap,
     reference_anneal,
 )
-from captum_qubo.formulation.qubo import build_feature_map_qubo  # noqa: E402
+from captum_qubo.formulation.qubo import PAIR_CONVENTIONS, build_feature_map_qubo  # noqa: E402
 from captum_qubo.zoo import load_digits_split, train_digits_cnn  # noqa: E402
 
 PAPER = {
@@ -110,7 +114,7 @@ def run_study(args):
     for num_filters in (16, 24, 32):
         alpha, maps, labels = layer_inputs(num_filters, None if args.full else args.max_images, args.seed)
         for a, m, label in zip(alpha, maps, labels):
-            qubo = build_feature_map_qubo(a, m)
+            qubo = build_feature_map_qubo(a, m, pair_convention=args.pair_convention)
             if 2 <= qubo.num_variables <= args.max_d:
                 tasks.append((qubo, args.taus, [args.seed, len(tasks)], {"num_filters": num_filters, "label": int(label)}))
     rows = []
@@ -120,6 +124,32 @@ def run_study(args):
             print(f"[{len(rows)}/{len(tasks)}] N_f={row['num_filters']} class={row['label']} d={row['d']} "
                   f"Δmin={row['delta_min']:.4f} " + " ".join(f"F{t:g}={row[f'F_{t:g}']:.3f}" for t in args.taus), flush=True)
     return rows
+
+
+def _gap_task(qubo):
+    with threadpool_limits(limits=1):
+        return minimum_gap(AnnealingHamiltonian.from_qubo(qubo, driver="paper"), "linear", workers=1).delta_min
+
+
+def convention_gaps(args):
+    """Median Δ_min of every correctly classified N_f = 16 test image's QUBO (2 ≤ d ≤ max_d) under each convention."""
+    alpha, maps, _ = layer_inputs(16, None, args.seed)
+    result = {"num_filters": 16, "paper_median_delta_min": PAPER["median_delta_min"], "conventions": {}}
+    with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
+        for convention in PAIR_CONVENTIONS:
+            qubos = [build_feature_map_qubo(a, m, pair_convention=convention) for a, m in zip(alpha, maps)]
+            qubos = [q for q in qubos if 2 <= q.num_variables <= args.max_d]
+            gaps = np.array(pool.map(_gap_task, qubos))
+            result["conventions"][convention] = {
+                "n": len(gaps), "median_delta_min": float(np.median(gaps)),
+                "q1": float(np.quantile(gaps, 0.25)), "q3": float(np.quantile(gaps, 0.75)),
+            }
+            print(convention, result["conventions"][convention], flush=True)
+    lines = ["| pair convention | n | median Δ_min [IQR] |", "|---|---|---|"]
+    for name, row in result["conventions"].items():
+        lines.append(f"| {name} | {row['n']} | {row['median_delta_min']:.3f} [{row['q1']:.3f}, {row['q3']:.3f}] |")
+    lines.append(f"| paper (Venturelli et al.) | — | ≈ {PAPER['median_delta_min']} |")
+    return result, "\n".join(lines)
 
 
 def fit_power_law(d, values):
@@ -269,10 +299,19 @@ def main():
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--blas-threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pair-convention", choices=PAIR_CONVENTIONS, default="half")
+    parser.add_argument("--convention-gaps", action="store_true",
+                        help="only the median Δ_min of the N_f=16 instances under each pair convention")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
+    if args.convention_gaps:
+        result, table = convention_gaps(args)
+        (args.out / "annealing_conventions.json").write_text(json.dumps(result, indent=1))
+        (args.out / "annealing_conventions.md").write_text(table + "\n")
+        print(table)
+        return
     with threadpool_limits(limits=args.blas_threads):
         if not args.speed_only:
             rows = run_study(args)

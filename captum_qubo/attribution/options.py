@@ -12,12 +12,20 @@ from typing import Any, Callable, Dict, Mapping, Optional, Union
 
 import dimod
 
-from captum_qubo.formulation.qubo import FORMULATIONS
+from captum_qubo.formulation.importance import IMPORTANCES
+from captum_qubo.formulation.qubo import FORMULATIONS, PAIR_CONVENTIONS
 from captum_qubo.solvers.registry import sampler_defaults
 
 SamplerSpec = Union[str, dimod.Sampler, Callable[[], dimod.Sampler]]
 
 DEFAULT_SAMPLER = {"unconstrained": "dense-tabu", "k_hot": "dense-tabu"}
+
+#: Named settings for :meth:`QuboOptions.preset`. ``"paper"``: Venturelli et al. exactly (METHOD.md §1): the
+#: gradient importance α, |cos| redundancy, β = 0.7, unconstrained, the ½ Σ_{p≠q} pair convention of its formula.
+PRESETS: Dict[str, Dict[str, Any]] = {
+    "paper": {"importance": "gradient", "beta": 0.7, "formulation": "unconstrained", "k": None,
+              "pair_convention": "half"},
+}
 
 
 @dataclass(frozen=True)
@@ -39,8 +47,14 @@ class QuboOptions:
             selection does not depend on the call or its position in the batch. None: fresh randomness.
         max_variables: keep only the ``max_variables`` maps with the largest positive importance as
             variables (for size-limited solvers: ``exact`` ≤ 24, QPU embeddings). None keeps all.
+        importance: what the QUBO rewards and pre-filters on (:mod:`captum_qubo.formulation.importance`):
+            ``"gradient"`` (the paper's α, default) or ``"contribution"`` (α_k·Σ_ij f_k,ij, image-specific).
+            The explanation map is built from α on the selected maps either way.
+        pair_convention: how the redundancy J enters the energy (:data:`~captum_qubo.formulation.qubo.PAIR_CONVENTIONS`):
+            ``"half"`` (½ Σ_{p≠q}, default), ``"full_zero_diagonal"`` or ``"full_unit_diagonal"``.
 
-    Build one directly, or from keyword arguments with :meth:`from_kwargs`; change one with :meth:`replace`.
+    Build one directly, or from keyword arguments with :meth:`from_kwargs`, or a named setting with
+    :meth:`preset` (``QuboOptions.preset("paper")``); change one with :meth:`replace`.
     """
 
     sampler: Optional[SamplerSpec] = None
@@ -50,6 +64,8 @@ class QuboOptions:
     beta: float = 0.7
     seed: Optional[int] = 0
     max_variables: Optional[int] = None
+    importance: str = "gradient"
+    pair_convention: str = "half"
 
     def __post_init__(self) -> None:
         if self.formulation not in FORMULATIONS:
@@ -68,6 +84,10 @@ class QuboOptions:
             raise ValueError(
                 f"k={self.k} exceeds max_variables={self.max_variables}; raise max_variables or lower k"
             )
+        if self.importance not in IMPORTANCES:
+            raise ValueError(f"importance must be one of {IMPORTANCES}, got {self.importance!r}")
+        if self.pair_convention not in PAIR_CONVENTIONS:
+            raise ValueError(f"pair_convention must be one of {PAIR_CONVENTIONS}, got {self.pair_convention!r}")
         if self.sampler_kwargs is None:
             object.__setattr__(self, "sampler_kwargs", {})
         if not isinstance(self.sampler_kwargs, Mapping):
@@ -82,6 +102,21 @@ class QuboOptions:
         if not isinstance(base, QuboOptions):
             raise TypeError(f"options must be a QuboOptions, got {type(base).__name__}")
         return base.replace(**changes) if changes else base
+
+    @classmethod
+    def preset(cls, name: str, **changes: Any) -> "QuboOptions":
+        """A named setting (:data:`PRESETS`), optionally with further fields changed (sampler, seed ...).
+
+        Args:
+            name: ``"paper"`` reproduces the paper's formulation exactly.
+            **changes: other fields, applied over the preset.
+
+        Raises:
+            ValueError: unknown preset name.
+        """
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; the presets are {sorted(PRESETS)}")
+        return cls(**PRESETS[name]).replace(**changes) if changes else cls(**PRESETS[name])
 
     def replace(self, **changes: Any) -> "QuboOptions":
         """A copy with some fields changed (validated again)."""
@@ -121,6 +156,8 @@ class QuboOptions:
             "beta": self.beta,
             "seed": self.resolved_seed,
             "max_variables": self.max_variables,
+            "importance": self.importance,
+            "pair_convention": self.pair_convention,
         }
 
 

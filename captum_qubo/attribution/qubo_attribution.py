@@ -31,6 +31,7 @@ from captum_qubo.formulation.batched import (
     build_batched_qubos,
     states_to_channels,
 )
+from captum_qubo.formulation.importance import map_importance
 from captum_qubo.formulation.qubo import build_feature_map_qubo
 from captum_qubo.solvers.batch import solve_batch
 from captum_qubo.solvers.registry import check_sampler_ready, get_sampler
@@ -154,13 +155,15 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
                 attribute_to_layer_input,
             )
             forward_backward = perf_counter() - start
-        importance = gradients.mean(dim=(2, 3))
+        alpha = gradients.mean(dim=(2, 3))  # the map's weight (METHOD.md §2), whatever the QUBO rewards
+        importance = map_importance(self.options.importance, gradients, activations)
         self._check_layer(activations)
 
         start = perf_counter()
         try:
             qubos = build_batched_qubos(
-                importance, activations, self.beta, self.formulation, self.k, self.max_variables
+                importance, activations, self.beta, self.formulation, self.k, self.max_variables,
+                pair_convention=self.options.pair_convention,
             )
         except SampleQuboError as error:
             raise ValueError(f"sample {error.sample} (target {targets[error.sample]}): {error.reason}") from error
@@ -195,7 +198,7 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
         selected = torch.zeros_like(importance, dtype=torch.bool)
         rows = torch.arange(num_samples, device=qubos.kept.device)[:, None].expand_as(qubos.kept)
         selected[rows[solution.states], qubos.kept[solution.states]] = True
-        channel_weights = torch.where(selected, importance, torch.zeros_like(importance))
+        channel_weights = torch.where(selected, alpha, torch.zeros_like(alpha))
         self.last_selections = selections
         self.last_channel_weights = channel_weights
         return explanation_map(channel_weights, activations, relu_attributions, attr_dim_summation, normalize)
@@ -203,7 +206,9 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
     def _sample_qubo(self, importance: np.ndarray, feature_maps: Tensor):
         """One sample's :class:`FeatureMapQubo`, built on demand for ``FeatureMapSelection.qubo``."""
         maps = feature_maps.double().cpu().numpy()
-        return build_feature_map_qubo(importance, maps, self.beta, self.formulation, self.k)
+        return build_feature_map_qubo(
+            importance, maps, self.beta, self.formulation, self.k, pair_convention=self.options.pair_convention
+        )
 
     def _resolve_sampler(self) -> dimod.Sampler:
         if self._sampler is None:

@@ -7,8 +7,8 @@ D = max d_i with a mask. Variable p of sample i is channel ``kept[i, p]``, ascen
 same :class:`~captum_qubo.formulation.qubo.FeatureMapQubo` (for dimod samplers, QPUs and ``last_selections``),
 built only when asked for.
 
-The solver-facing energy is the unconstrained one, ``linear·n + ½ nᵀ quadratic n`` with linear = −βh and
-quadratic = (1−β)J; for ``k_hot`` it equals the penalised QUBO's energy on every K-hot state (the penalty
+The solver-facing energy is the unconstrained one, ``linear·n + ½ nᵀ quadratic n`` with linear and quadratic
+from :func:`~captum_qubo.formulation.qubo.pair_terms` (−βh and (1−β)J under the default ``"half"`` convention); for ``k_hot`` it equals the penalised QUBO's energy on every K-hot state (the penalty
 λ(Σn − K)² vanishes there), so a search that keeps the cardinality by construction needs no penalty.
 """
 from __future__ import annotations
@@ -20,7 +20,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from captum_qubo.formulation.qubo import FORMULATIONS, FeatureMapQubo, assemble_feature_map_qubo
+from captum_qubo.formulation.qubo import (
+    FORMULATIONS,
+    FeatureMapQubo,
+    assemble_feature_map_qubo,
+    check_pair_convention,
+    pair_terms,
+)
 
 
 class SampleQuboError(ValueError):
@@ -43,6 +49,7 @@ class BatchedFeatureMapQubo:
         beta: β.
         formulation: ``"unconstrained"`` or ``"k_hot"``.
         k: the cardinality for ``k_hot``, else None.
+        pair_convention: how J enters the energy (:data:`~captum_qubo.formulation.qubo.PAIR_CONVENTIONS`).
     """
 
     kept: Tensor
@@ -52,6 +59,7 @@ class BatchedFeatureMapQubo:
     beta: float
     formulation: str
     k: Optional[int]
+    pair_convention: str = "half"
 
     @property
     def num_problems(self) -> int:
@@ -64,13 +72,13 @@ class BatchedFeatureMapQubo:
 
     @property
     def linear(self) -> Tensor:
-        """(B, D) −βh: the linear term of the unconstrained energy."""
-        return -self.beta * self.h
+        """(B, D) the linear term of the unconstrained energy (−βh under ``"half"``; 0 where padded)."""
+        return pair_terms(self.h, self.J, self.beta, self.pair_convention)[0] * self.mask
 
     @property
     def quadratic(self) -> Tensor:
-        """(B, D, D) (1−β)J: each pair p<q contributes ``quadratic[p, q]`` once."""
-        return (1.0 - self.beta) * self.J
+        """(B, D, D) each pair p<q contributes ``quadratic[p, q]`` once ((1−β)J under ``"half"``)."""
+        return pair_terms(self.h, self.J, self.beta, self.pair_convention)[1]
 
     def problem(self, index: int) -> FeatureMapQubo:
         """Sample ``index``'s QUBO as a per-sample :class:`FeatureMapQubo` (penalty included for k_hot)."""
@@ -78,7 +86,7 @@ class BatchedFeatureMapQubo:
         kept = self.kept[index, :d].cpu().numpy()
         h = self.h[index, :d].double().cpu().numpy()
         J = self.J[index, :d, :d].double().cpu().numpy()
-        return assemble_feature_map_qubo(kept, h, J, self.beta, self.formulation, self.k)
+        return assemble_feature_map_qubo(kept, h, J, self.beta, self.formulation, self.k, self.pair_convention)
 
     def energies(self, states: Tensor) -> Tensor:
         """(B,) unconstrained energies of (B, D) 0/1 states (padding must be 0); equals the k_hot
@@ -95,6 +103,7 @@ def build_batched_qubos(
     k: Optional[int] = None,
     max_variables: Optional[int] = None,
     dtype: torch.dtype = torch.float64,
+    pair_convention: str = "half",
 ) -> BatchedFeatureMapQubo:
     """Build every sample's QUBO of METHOD.md §1 in a few batched tensor operations.
 
@@ -106,6 +115,7 @@ def build_batched_qubos(
         k: the cardinality for ``k_hot`` (1 ≤ k ≤ d_i for every sample with d_i > 0).
         max_variables: keep only the ``max_variables`` largest positive α per sample (None: all).
         dtype: the precision of h and J (float64 by default, like the per-sample builder).
+        pair_convention: how J enters the energy (:data:`~captum_qubo.formulation.qubo.PAIR_CONVENTIONS`).
 
     Returns:
         A :class:`BatchedFeatureMapQubo` on the device of ``feature_maps``.
@@ -122,6 +132,7 @@ def build_batched_qubos(
         raise ValueError(f"beta must lie in [0, 1], got {beta}")
     if formulation not in FORMULATIONS:
         raise ValueError(f"formulation must be one of {FORMULATIONS}, got {formulation!r}")
+    check_pair_convention(pair_convention)
     alpha = importance.detach().to(dtype)
     maps = feature_maps.detach().to(dtype)
     if not (torch.isfinite(alpha).all() and torch.isfinite(maps).all()):
@@ -166,7 +177,7 @@ def build_batched_qubos(
     J.diagonal(dim1=1, dim2=2).zero_()
     return BatchedFeatureMapQubo(
         kept=kept, mask=mask, h=h, J=J, beta=float(beta), formulation=formulation,
-        k=k if formulation == "k_hot" else None,
+        k=k if formulation == "k_hot" else None, pair_convention=pair_convention,
     )
 
 

@@ -5,7 +5,14 @@ Energy over n ∈ {0,1}^d, minimised::
     E(n) = (1 − β) · ½ Σ_{p,q} J_pq n_p n_q − β Σ_p h_p n_p          (unconstrained)
     E(n) + λ (Σ_p n_p − K)²                                           (k_hot)
 
-We use the ½ convention: each unordered pair {p, q} contributes (1 − β) J_pq once.
+The pair term follows one of the authors' three conventions (METHOD.md §8), ``pair_convention``:
+
+- ``"half"`` (default, ours and the paper's formula): (1 − β) · ½ Σ_{p≠q} J_pq n_p n_q — each unordered pair once;
+- ``"full_zero_diagonal"``: (1 − β) Σ_{p,q} J_pq n_p n_q with J_pp = 0 — each pair twice;
+- ``"full_unit_diagonal"``: (1 − β) Σ_{p,q} J_pq n_p n_q with J_pp = 1 (a unit-diagonal cosine matrix) — each
+  pair twice and (1 − β) per selected map (n_p² = n_p), i.e. a linear term −β h_p + (1 − β).
+
+:func:`pair_terms` turns (h, J, β, convention) into the solver-facing ``linear`` and pair-once ``quadratic``.
 
 Variables are the d maps with positive importance α (the pre-filter); variable ``p`` is
 feature map ``kept[p]`` of the layer. Bit ``p`` of an integer state index is variable ``p``
@@ -20,6 +27,36 @@ import dimod
 import numpy as np
 
 FORMULATIONS = ("unconstrained", "k_hot")
+PAIR_CONVENTIONS = ("half", "full_zero_diagonal", "full_unit_diagonal")
+
+
+def check_pair_convention(pair_convention: str) -> None:
+    """Raise a ValueError naming the choices unless ``pair_convention`` is one of :data:`PAIR_CONVENTIONS`."""
+    if pair_convention not in PAIR_CONVENTIONS:
+        raise ValueError(f"pair_convention must be one of {PAIR_CONVENTIONS}, got {pair_convention!r}")
+
+
+def pair_terms(h, J, beta: float, pair_convention: str = "half"):
+    """The energy's ``linear`` and pair-once ``quadratic`` under a pair convention (numpy arrays or tensors).
+
+    E(n) = linear·n + Σ_{p<q} quadratic_pq n_p n_q, with linear = −βh (+ (1 − β) for ``"full_unit_diagonal"``)
+    and quadratic = (1 − β) J (× 2 for both ``"full_*"`` conventions, which count each pair twice).
+
+    Args:
+        h: (..., d) normalised importance.
+        J: (..., d, d) redundancy with zero diagonal.
+        beta: β.
+        pair_convention: one of :data:`PAIR_CONVENTIONS`.
+
+    Returns:
+        (linear, quadratic), same types as (h, J).
+    """
+    check_pair_convention(pair_convention)
+    linear = -beta * h
+    if pair_convention == "full_unit_diagonal":
+        linear = linear + (1.0 - beta)
+    scale = 1.0 if pair_convention == "half" else 2.0
+    return linear, scale * (1.0 - beta) * J
 
 
 @dataclass(frozen=True)
@@ -38,6 +75,7 @@ class FeatureMapQubo:
         formulation: ``"unconstrained"`` or ``"k_hot"``.
         k: the exact cardinality for k_hot, else None.
         penalty: λ for k_hot (from :func:`k_hot_penalty`), else 0.
+        pair_convention: how J enters the energy (:data:`PAIR_CONVENTIONS`).
     """
 
     linear: np.ndarray
@@ -50,6 +88,7 @@ class FeatureMapQubo:
     formulation: str
     k: Optional[int]
     penalty: float
+    pair_convention: str = "half"
 
     @property
     def num_variables(self) -> int:
@@ -103,30 +142,37 @@ def abs_cosine_similarity(feature_maps: np.ndarray) -> np.ndarray:
     return similarity
 
 
-def k_hot_penalty(h: np.ndarray, J: np.ndarray, beta: float, margin: float = 0.1) -> float:
+def k_hot_penalty(
+    h: np.ndarray, J: np.ndarray, beta: float, margin: float = 0.1, pair_convention: str = "half"
+) -> float:
     """λ large enough that every minimiser of E + λ(Σn − K)² is K-hot.
 
-    Flipping one bit p changes E by −β h_p + (1−β) Σ_{q∈n} J_pq (adding) or its negative
-    (removing), so |ΔE| ≤ Δ := max_p max(β h_p, (1−β) Σ_q J_pq − β h_p). A state with
-    |n| = K ± t (t ≥ 1) reaches a K-hot state in t flips, so its energy exceeds that K-hot
-    state's by at least λt² − tΔ > 0 whenever λ > Δ. We return Δ + margin·max(Δ, 1): the slack
-    is at least ``margin`` in absolute terms (h ≤ 1 sets the scale), so K-hot states beat the rest
-    by a margin no float tolerance mistakes for a tie, even when Δ = 0 (β = 0 and J = 0).
+    With E(n) = l·n + Σ_{p<q} Q_pq n_p n_q (l, Q from :func:`pair_terms`, Q ≥ 0), flipping bit p on changes E by
+    l_p + Σ_{q∈n} Q_pq ∈ [l_p, l_p + Σ_q Q_pq] (flipping it off, by the negative), so
+    |ΔE| ≤ Δ := max_p max(|l_p|, |l_p + Σ_q Q_pq|). Under ``"half"`` (l = −βh ≤ 0, Q = (1−β)J) this is
+    max_p max(β h_p, (1−β) Σ_q J_pq − β h_p); the ``"full_*"`` conventions double Q and the unit diagonal adds
+    (1 − β) to l. A state with |n| = K ± t (t ≥ 1) reaches a K-hot state in t flips, so its energy exceeds that
+    K-hot state's by at least λt² − tΔ > 0 whenever λ > Δ. We return Δ + margin·max(Δ, 1): the slack is at least
+    ``margin`` in absolute terms (h ≤ 1 sets the scale), so K-hot states beat the rest by a margin no float
+    tolerance mistakes for a tie, even when Δ = 0 (β = 0 and J = 0).
 
     Args:
         h: (d,) linear rewards (≥ 0).
         J: (d, d) non-negative redundancies, zero diagonal.
         beta: β in [0, 1].
         margin: relative slack above the bound (must be > 0 so the inequality is strict).
+        pair_convention: one of :data:`PAIR_CONVENTIONS`.
 
     Returns:
         λ as a float.
     """
     if margin <= 0:
         raise ValueError("margin must be > 0: λ must strictly exceed the flip bound")
-    reward = beta * np.asarray(h, dtype=np.float64)
-    redundancy = (1.0 - beta) * np.asarray(J, dtype=np.float64).sum(axis=1)
-    flip_bound = float(np.max(np.maximum(reward, redundancy - reward), initial=0.0))
+    linear, quadratic = pair_terms(
+        np.asarray(h, dtype=np.float64), np.asarray(J, dtype=np.float64), beta, pair_convention
+    )
+    flip = np.maximum(np.abs(linear), np.abs(linear + quadratic.sum(axis=1)))
+    flip_bound = float(np.max(flip, initial=0.0))
     return flip_bound + margin * max(flip_bound, 1.0)
 
 
@@ -136,6 +182,7 @@ def build_feature_map_qubo(
     beta: float = 0.7,
     formulation: str = "unconstrained",
     k: Optional[int] = None,
+    pair_convention: str = "half",
 ) -> FeatureMapQubo:
     """Build the QUBO of METHOD.md §1 for one prediction.
 
@@ -145,6 +192,7 @@ def build_feature_map_qubo(
         beta: β ∈ [0, 1]; 0.7 in all of the authors' experiments.
         formulation: ``"unconstrained"`` (selection size emerges) or ``"k_hot"`` (exactly k maps).
         k: the cardinality for ``k_hot``; must satisfy 1 ≤ k ≤ d (d = maps with α > 0).
+        pair_convention: how the redundancy enters the energy (:data:`PAIR_CONVENTIONS`).
 
     Returns:
         A :class:`FeatureMapQubo`. It has d = 0 variables when no map has positive importance.
@@ -161,23 +209,29 @@ def build_feature_map_qubo(
         raise ValueError(f"beta must lie in [0, 1], got {beta}")
     if formulation not in FORMULATIONS:
         raise ValueError(f"formulation must be one of {FORMULATIONS}, got {formulation!r}")
+    check_pair_convention(pair_convention)
 
     kept = np.flatnonzero(alpha > 0)
     h = alpha[kept] / alpha[kept].max() if kept.size else np.zeros(0)
     J = abs_cosine_similarity(maps[kept]) if kept.size else np.zeros((0, 0))
-    return assemble_feature_map_qubo(kept, h, J, beta, formulation, k)
+    return assemble_feature_map_qubo(kept, h, J, beta, formulation, k, pair_convention)
 
 
 def assemble_feature_map_qubo(
-    kept: np.ndarray, h: np.ndarray, J: np.ndarray, beta: float, formulation: str, k: Optional[int]
+    kept: np.ndarray,
+    h: np.ndarray,
+    J: np.ndarray,
+    beta: float,
+    formulation: str,
+    k: Optional[int],
+    pair_convention: str = "half",
 ) -> FeatureMapQubo:
     """The QUBO from its parts: kept channels, normalised importance h and redundancy J.
 
     Shared by :func:`build_feature_map_qubo` and the batched builder, so both give the same problem.
     """
     d = kept.size
-    linear = -beta * h
-    quadratic = (1.0 - beta) * J
+    linear, quadratic = pair_terms(h, J, beta, pair_convention)
     offset, penalty = 0.0, 0.0
 
     if formulation == "k_hot":
@@ -188,7 +242,7 @@ def assemble_feature_map_qubo(
                 f"k={k} but only {d} maps have positive importance; choose 1 <= k <= {d} "
                 "or use formulation='unconstrained'"
             )
-        penalty = k_hot_penalty(h, J, beta)
+        penalty = k_hot_penalty(h, J, beta, pair_convention=pair_convention)
         # λ(Σn − K)² = λ Σ_p n_p (1 − 2K) + λ Σ_{p≠q} n_p n_q + λK²   (n_p² = n_p)
         linear = linear + penalty * (1.0 - 2.0 * k)
         quadratic = quadratic + 2.0 * penalty * (1.0 - np.eye(d))
@@ -207,4 +261,5 @@ def assemble_feature_map_qubo(
         formulation=formulation,
         k=k if formulation == "k_hot" else None,
         penalty=float(penalty),
+        pair_convention=pair_convention,
     )

@@ -17,6 +17,13 @@ from captum_qubo.metrics.embedding_separation import (
     davies_bouldin_index,
 )
 from captum_qubo.metrics.faithfulness import AverageDrop, IncreaseInConfidence, masked_confidences
+from captum_qubo.metrics.selection_faithfulness import (
+    Comprehensiveness,
+    Sufficiency,
+    reference_map_means,
+    selection_curve,
+    selection_probabilities,
+)
 from captum_qubo.metrics.pointing_game import (
     GridComposites,
     GridPointingGame,
@@ -26,6 +33,8 @@ from captum_qubo.metrics.pointing_game import (
 
 __all__ = [
     "AverageDrop",
+    "Comprehensiveness",
+    "Sufficiency",
     "ClassDisentanglement",
     "CosineSilhouetteScore",
     "DaviesBouldinIndex",
@@ -42,6 +51,9 @@ __all__ = [
     "deletion_insertion_curve",
     "gaussian_blur",
     "make_baseline",
+    "reference_map_means",
+    "selection_curve",
+    "selection_probabilities",
     "masked_confidences",
     "top_k_mask",
 ]

@@ -113,14 +113,16 @@ def _solve_each(
 def selection_energies(qubos: BatchedFeatureMapQubo, states: Tensor) -> np.ndarray:
     """(B,) energies of K-hot or unconstrained states, each computed from its own selected entries only.
 
-    −β Σ_S h + (1−β) Σ_{p<q∈S} J (the k_hot penalty is 0 on K-hot states). Summing only the selected entries, in
-    their own order, makes a problem's reported energy independent of the batch it was solved in.
+    Σ_S linear + Σ_{p<q∈S} quadratic (−β Σ_S h + (1−β) Σ_{p<q∈S} J under the ``"half"`` pair convention; the k_hot
+    penalty is 0 on K-hot states). Summing only the selected entries, in their own order, makes a problem's reported
+    energy independent of the batch it was solved in.
     """
     energies = np.zeros(qubos.num_problems)
+    linear, quadratic = qubos.linear, qubos.quadratic
     for index in range(qubos.num_problems):
         chosen = states[index].nonzero().flatten()
         if chosen.numel():
-            reward = float(qubos.h[index, chosen].double().sum())
-            redundancy = float(qubos.J[index][chosen][:, chosen].double().sum()) / 2.0
-            energies[index] = -qubos.beta * reward + (1.0 - qubos.beta) * redundancy
+            single = float(linear[index, chosen].double().sum())
+            pairs = float(quadratic[index][chosen][:, chosen].double().sum()) / 2.0
+            energies[index] = single + pairs
     return energies

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 CHECKPOINT_VERSION = 1
+HEADS = ("flatten", "gap")
 
 
 class DigitsCNN(nn.Module):
@@ -23,19 +24,24 @@ class DigitsCNN(nn.Module):
 
     Args:
         num_filters: N_f, the number of feature maps of the explained ``reduce`` block (16, 24, 32 in the paper).
+        head: ``"flatten"`` (the paper's Linear(N_f·64 → 10) on the flattened maps) or ``"gap"`` (global average
+            pooling, then Linear(N_f → 10): another architecture, used as held-out data by the formulation study).
     """
 
-    def __init__(self, num_filters: int = 16) -> None:
+    def __init__(self, num_filters: int = 16, head: str = "flatten") -> None:
         super().__init__()
-        self.num_filters = num_filters
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+        self.num_filters, self.head_kind = num_filters, head
         self.features = nn.Sequential(
             nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU()
         )
         self.reduce = nn.Sequential(nn.Conv2d(32, num_filters, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(num_filters))
-        self.head = nn.Linear(num_filters * 8 * 8, 10)
+        self.head = nn.Linear(num_filters * 8 * 8 if head == "flatten" else num_filters, 10)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.reduce(self.features(images)).flatten(1))
+        maps = self.reduce(self.features(images))
+        return self.head(maps.flatten(1) if self.head_kind == "flatten" else maps.mean(dim=(2, 3)))
 
 
 def load_digits_split(seed: int = 0, test_fraction: float = 0.3) -> Tuple[torch.Tensor, ...]:
@@ -79,7 +85,11 @@ def _fit(model: DigitsCNN, x: torch.Tensor, y: torch.Tensor, epochs: int, seed: 
 
 
 def train_digits_cnn(
-    num_filters: int = 16, seed: int = 0, epochs: int = 20, cache_dir: Optional[os.PathLike] = None
+    num_filters: int = 16,
+    seed: int = 0,
+    epochs: int = 20,
+    cache_dir: Optional[os.PathLike] = None,
+    head: str = "flatten",
 ) -> DigitsCNN:
     """Train (or load from the cache) the digits CNN; returns it in eval mode.
 
@@ -91,12 +101,14 @@ def train_digits_cnn(
         seed: seeds initialisation and batch order.
         epochs: passes over the training split (20, as in the paper).
         cache_dir: where checkpoints live; default :func:`default_cache_dir`.
+        head: ``"flatten"`` (the paper's shape) or ``"gap"`` (:class:`DigitsCNN`); trained on the split of ``seed``.
     """
     directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = directory / f"digits_cnn_v{CHECKPOINT_VERSION}_nf{num_filters}_seed{seed}_ep{epochs}.pt"
+    kind = "" if head == "flatten" else f"_{head}"
+    path = directory / f"digits_cnn_v{CHECKPOINT_VERSION}{kind}_nf{num_filters}_seed{seed}_ep{epochs}.pt"
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = DigitsCNN(num_filters)
+        model = DigitsCNN(num_filters, head)
     if path.exists():
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return model.eval()
