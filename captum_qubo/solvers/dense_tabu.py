@@ -28,7 +28,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-DEFAULT_NUM_STARTS = 16
+DEFAULT_NUM_STARTS = 24
 DEFAULT_PATIENCE = 40
 DEFAULT_MAX_ITERATIONS = 2000
 # Kept-map slots of an unconstrained search (doubled while a best state fills them all).
