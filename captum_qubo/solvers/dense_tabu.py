@@ -19,6 +19,9 @@ by ``±Q[p]``, one row gather per move.
   from a CPU ``torch.Generator`` seeded with ``seed`` for each problem on its own, so a problem's result depends on
   the seed and the problem only — not on the batch it shares or its position there. Moves break ties by the lowest
   index, and every update is element-wise (no reduction over the padded width), so padding changes nothing.
+- Two implementations of the same moves: on a CPU the search runs in the compiled loops of
+  :mod:`captum_qubo.solvers.dense_tabu_kernel` (per-operation overhead dominates a torch step there); elsewhere
+  (CUDA) in batched torch operations (:class:`_SlotSearch`). Both give bit-identical results.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ DEFAULT_CAPACITY = 8
 # Unconstrained starts cover these subset sizes (cycled): the optimal sets are small.
 MAX_RANDOM_START_SIZE = 8
 _IMPROVEMENT = 1e-12  # an energy lower by less than this is a tie, not a new best
+BACKENDS = ("auto", "compiled", "torch")
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ def dense_tabu_search(
     tenure: Optional[int] = None,
     patience: int = DEFAULT_PATIENCE,
     max_iterations: int = DEFAULT_MAX_ITERATIONS,
+    backend: str = "auto",
 ) -> DenseSearchResult:
     """Minimise B dense QUBOs at once.
 
@@ -81,6 +86,8 @@ def dense_tabu_search(
         tenure: steps a touched variable stays tabu. Default: min(10, max(1, d // 4)) per problem.
         patience: a start stops after this many steps without a new best energy.
         max_iterations: hard cap on steps.
+        backend: ``"compiled"`` (numba loops, CPU tensors only, computed in float64), ``"torch"`` (batched tensor
+            operations, any device) or ``"auto"`` (compiled on a CPU, torch elsewhere). They make the same moves.
 
     Returns:
         :class:`DenseSearchResult`.
@@ -93,8 +100,13 @@ def dense_tabu_search(
         raise ValueError(f"num_starts must be a positive integer, got {num_starts!r}")
     if not isinstance(patience, int) or patience < 1 or not isinstance(max_iterations, int) or max_iterations < 0:
         raise ValueError(f"patience must be >= 1 and max_iterations >= 0; got {patience!r}, {max_iterations!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     batch, width = linear.shape
     device = linear.device
+    compiled = backend == "compiled" or (backend == "auto" and device.type == "cpu")
+    if compiled and device.type != "cpu":
+        raise ValueError(f"backend='compiled' runs on CPU tensors only, got {device}; use backend='torch' or 'auto'")
     mask = torch.ones_like(linear, dtype=torch.bool) if mask is None else mask.to(device=device, dtype=torch.bool)
     sizes = mask.sum(dim=1)
     if k is not None and (not isinstance(k, int) or k < 1 or bool((sizes < k).any())):
@@ -107,7 +119,8 @@ def dense_tabu_search(
         tenure_of = torch.full_like(sizes, tenure)
     keys = _random_keys(sizes, num_starts, width, seed).to(device)
     capacity = min(width, DEFAULT_CAPACITY)
-    result = _run(_SlotSearch(linear, quadratic, mask, keys, tenure_of[:, None], k, capacity), patience, max_iterations)
+    search = _run_compiled if compiled else _run_torch
+    result = search(linear, quadratic, mask, keys, tenure_of, k, capacity, patience, max_iterations)
     rows = torch.arange(batch, device=device)
     while k is None and capacity < width:
         # An unconstrained optimum may need more slots than it had: the problems whose best state used them all
@@ -116,10 +129,46 @@ def dense_tabu_search(
         if not len(full):
             break
         rows, capacity = rows[full], min(width, 2 * capacity)
-        again = _run(_SlotSearch(linear[rows], quadratic[rows], mask[rows], keys[rows], tenure_of[rows, None], k,
-                                 capacity), patience, max_iterations)
+        again = search(linear[rows], quadratic[rows], mask[rows], keys[rows], tenure_of[rows], k, capacity, patience,
+                       max_iterations)
         result = _merge(result, rows, again)
     return result
+
+
+def _start_sizes(num_starts: int, k: Optional[int], slots: int) -> Tensor:
+    """Maps in each start's initial set: k for k_hot; unconstrained, start 0 is empty and start r >= 1 adds
+    s_r random maps, s_r cycling through 1..MAX_RANDOM_START_SIZE (the optimal sets are small)."""
+    if k is not None:
+        return torch.full((num_starts,), k, dtype=torch.long)
+    sizes = (torch.arange(num_starts) - 1) % min(MAX_RANDOM_START_SIZE, slots) + 1
+    sizes[0] = 0
+    return sizes
+
+
+def _best_of_starts(start_states: Tensor, start_energies: Tensor, iterations: int) -> DenseSearchResult:
+    best = start_energies.argmin(dim=1)  # the first start among equals
+    rows = torch.arange(best.shape[0], device=best.device)
+    return DenseSearchResult(states=start_states[rows, best], energies=start_energies[rows, best],
+                             start_states=start_states, start_energies=start_energies, iterations=iterations)
+
+
+def _run_compiled(linear, quadratic, mask, keys, tenure, k, capacity, patience, max_iterations) -> DenseSearchResult:
+    from captum_qubo.solvers.dense_tabu_kernel import dense_tabu_kernel
+
+    slots = k if k is not None else capacity
+    as_array = lambda tensor, dtype: tensor.detach().to(dtype).contiguous().numpy()  # noqa: E731
+    states, energies, steps = dense_tabu_kernel(
+        as_array(linear, torch.float64), as_array(quadratic, torch.float64), as_array(mask, torch.bool),
+        as_array(keys.argsort(dim=2, stable=True), torch.long), as_array(tenure, torch.float64),
+        -1 if k is None else k, slots, as_array(_start_sizes(keys.shape[1], k, slots), torch.long), patience,
+        max_iterations,
+    )
+    return _best_of_starts(torch.from_numpy(states).bool(), torch.from_numpy(energies).to(linear.dtype),
+                           int(steps.max()) if steps.size else 0)
+
+
+def _run_torch(linear, quadratic, mask, keys, tenure, k, capacity, patience, max_iterations) -> DenseSearchResult:
+    return _run(_SlotSearch(linear, quadratic, mask, keys, tenure[:, None], k, capacity), patience, max_iterations)
 
 
 def _merge(result: DenseSearchResult, rows: Tensor, again: DenseSearchResult) -> DenseSearchResult:
@@ -173,13 +222,8 @@ class _SlotSearch:
 
         order = keys.argsort(dim=2, stable=True)
         sizes = mask.sum(dim=1)
-        if k is not None:
-            # Start 0: greedy K-construction (add the best map K times); the others: the K smallest keys.
-            start_size = torch.full((num_starts,), k, device=device)
-        else:
-            # Start 0 is empty; start r >= 1 adds s_r random maps, s_r cycling through 1..MAX_RANDOM_START_SIZE.
-            start_size = (torch.arange(num_starts, device=device) - 1) % min(MAX_RANDOM_START_SIZE, slots) + 1
-            start_size[0] = 0
+        # k_hot: start 0 is a greedy K-construction (add the best map K times), the others the K smallest keys.
+        start_size = _start_sizes(num_starts, k, slots).to(device)
         for slot in range(int(start_size.max()) if num_starts else 0):
             variable = order[:, :, slot].clone()
             if k is not None:
@@ -259,12 +303,4 @@ def _run(search: _SlotSearch, patience: int, max_iterations: int) -> DenseSearch
         search.best_state = torch.where(improved[..., None], search.state, search.best_state)
         stale = torch.where(improved, 0, torch.where(active, stale + 1, patience))
         iterations = iteration + 1
-    best = search.best_energy.argmin(dim=1)  # the first start among equals
-    rows = torch.arange(best.shape[0], device=best.device)
-    return DenseSearchResult(
-        states=search.best_state[rows, best].bool(),
-        energies=search.best_energy[rows, best],
-        start_states=search.best_state.bool(),
-        start_energies=search.best_energy,
-        iterations=iterations,
-    )
+    return _best_of_starts(search.best_state.bool(), search.best_energy, iterations)
