@@ -21,7 +21,7 @@ from captum_qubo.solvers.dense_tabu import (
 
 
 class DenseTabuSampler(dimod.Sampler):
-    """Multi-start tabu search on the dense form of a BQM, in torch (CPU, or CUDA with ``device="cuda"``).
+    """Multi-start tabu search on the dense form of a BQM: compiled loops on a CPU, torch with ``device="cuda"``.
 
     ``num_reads`` is the number of starts; the sample set holds each start's best state. With ``k`` every state is
     exactly k-hot (pair-swap moves); without it, single flips. ``seed`` makes runs identical.
