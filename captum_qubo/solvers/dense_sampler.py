@@ -15,7 +15,6 @@ import torch
 from captum_qubo.solvers.dense_tabu import (
     DEFAULT_MAX_ITERATIONS,
     DEFAULT_NUM_STARTS,
-    DEFAULT_PATIENCE,
     dense_tabu_search,
 )
 
@@ -45,7 +44,7 @@ class DenseTabuSampler(dimod.Sampler):
         seed: Optional[int] = None,
         k: Optional[int] = None,
         tenure: Optional[int] = None,
-        patience: int = DEFAULT_PATIENCE,
+        patience: Optional[int] = None,
         max_iterations: int = DEFAULT_MAX_ITERATIONS,
         device: Any = "cpu",
         **kwargs: Any,

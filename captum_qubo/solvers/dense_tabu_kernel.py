@@ -162,7 +162,8 @@ def dense_tabu_kernel(linear, quadratic, mask, order, tenure, k, slots, start_si
         order: (B, R, D) int64, each start's variables in the order its random start takes them.
         tenure: (B,) float64 tabu tenure per problem. k: cardinality, or -1 for unconstrained.
         slots: kept-map slots (k for k_hot). start_sizes: (R,) int64 maps in each start's initial set.
-        patience, max_iterations: as in :func:`captum_qubo.solvers.dense_tabu.dense_tabu_search`.
+        patience: (B,) int64 steps without improvement after which a start stops, per problem.
+        max_iterations: as in :func:`captum_qubo.solvers.dense_tabu.dense_tabu_search`.
 
     Returns:
         (B, R, D) float64 best states, (B, R) float64 best energies, (B, R) int64 steps taken.
@@ -179,6 +180,6 @@ def dense_tabu_kernel(linear, quadratic, mask, order, tenure, k, slots, start_si
         for r in range(starts):
             best_energies[b, r], steps[b, r] = _search_one_start(
                 linear[b], quadratic[b], mask[b], order[b, r], size, tenure[b], k, slots, start_sizes[r],
-                k >= 0 and r == 0, patience, max_iterations, best_states[b, r],
+                k >= 0 and r == 0, patience[b], max_iterations, best_states[b, r],
             )
     return best_states, best_energies, steps
