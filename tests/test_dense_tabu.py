@@ -138,6 +138,20 @@ def test_compiled_and_torch_searches_make_the_same_moves(k):
         assert int(results[0].states.sum(dim=1).max()) > 8  # the re-solve with more slots was exercised
 
 
+def test_without_numba_auto_falls_back_to_the_same_torch_search(monkeypatch):
+    from captum_qubo.solvers import dense_tabu
+
+    rng = np.random.default_rng(5)
+    linear, quadratic, mask = _padded_batch([build_feature_map_qubo(*random_feature_map_problem(rng, 30), 0.7)])
+    compiled = dense_tabu_search(linear, quadratic, mask, backend="compiled")
+    monkeypatch.setattr(dense_tabu, "compiled_search_available", lambda: False)
+    monkeypatch.setattr(dense_tabu, "_run_compiled", lambda *args: pytest.fail("the compiled search ran"))
+    fallback = dense_tabu_search(linear, quadratic, mask)
+    assert torch.equal(fallback.start_states, compiled.start_states)
+    with pytest.raises(ImportError, match="pip install numba"):
+        dense_tabu_search(linear, quadratic, mask, backend="compiled")
+
+
 def test_dimod_sampler_api_and_generic_bqms():
     sampler = DenseTabuSampler()
     dimod.testing.assert_sampler_api(sampler)

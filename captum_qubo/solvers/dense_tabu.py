@@ -26,6 +26,8 @@ by ``±Q[p]``, one row gather per move.
 """
 from __future__ import annotations
 
+import functools
+import importlib.util
 from dataclasses import dataclass
 from typing import Optional
 
@@ -90,7 +92,8 @@ def dense_tabu_search(
             [MIN_PATIENCE, DEFAULT_PATIENCE] per problem.
         max_iterations: hard cap on steps.
         backend: ``"compiled"`` (numba loops, CPU tensors only, computed in float64), ``"torch"`` (batched tensor
-            operations, any device) or ``"auto"`` (compiled on a CPU, torch elsewhere). They make the same moves.
+            operations, any device) or ``"auto"`` (compiled on a CPU when numba is installed, torch otherwise).
+            They make the same moves.
 
     Returns:
         :class:`DenseSearchResult`.
@@ -108,9 +111,11 @@ def dense_tabu_search(
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     batch, width = linear.shape
     device = linear.device
-    compiled = backend == "compiled" or (backend == "auto" and device.type == "cpu")
+    compiled = backend == "compiled" or (backend == "auto" and device.type == "cpu" and compiled_search_available())
     if compiled and device.type != "cpu":
         raise ValueError(f"backend='compiled' runs on CPU tensors only, got {device}; use backend='torch' or 'auto'")
+    if compiled and not compiled_search_available():
+        raise ImportError("backend='compiled' needs numba (pip install numba); backend='torch' makes the same moves")
     mask = torch.ones_like(linear, dtype=torch.bool) if mask is None else mask.to(device=device, dtype=torch.bool)
     sizes = mask.sum(dim=1)
     if k is not None and (not isinstance(k, int) or k < 1 or bool((sizes < k).any())):
@@ -139,6 +144,12 @@ def dense_tabu_search(
                        patience_of[rows], max_iterations)
         result = _merge(result, rows, again)
     return result
+
+
+@functools.lru_cache(maxsize=None)
+def compiled_search_available() -> bool:
+    """Whether numba is installed (it is a dependency; without it ``"auto"`` falls back to the torch search)."""
+    return importlib.util.find_spec("numba") is not None
 
 
 def _start_sizes(num_starts: int, k: Optional[int], slots: int) -> Tensor:
