@@ -48,8 +48,10 @@ class QuboOptions:
         max_variables: keep only the ``max_variables`` maps with the largest positive importance as
             variables (for size-limited solvers: ``exact`` ≤ 24, QPU embeddings). None keeps all.
         importance: what the QUBO rewards and pre-filters on (:mod:`captum_qubo.formulation.importance`):
-            ``"gradient"`` (the paper's α, default) or ``"contribution"`` (α_k·Σ_ij f_k,ij, image-specific).
-            The explanation map is built from α on the selected maps either way.
+            ``"gradient"`` (the paper's α), ``"contribution"`` (α_k·Σ_ij f_k,ij, image-specific),
+            ``"gradient_x_activation"`` or ``"contrastive"`` (the contribution to the margin z_c − z_r over the
+            runner-up class r). The explanation map is built from α of the explained score on the selected
+            maps: ∂z_c/∂f, or ∂(z_c − z_r)/∂f for ``"contrastive"``.
         pair_convention: how the redundancy J enters the energy (:data:`~captum_qubo.formulation.qubo.PAIR_CONVENTIONS`):
             ``"half"`` (½ Σ_{p≠q}, default), ``"full_zero_diagonal"`` or ``"full_unit_diagonal"``.
 

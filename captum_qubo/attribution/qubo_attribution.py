@@ -22,7 +22,11 @@ from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
-from captum_qubo.attribution.layer_evaluation import layer_gradients_and_activations, layer_name
+from captum_qubo.attribution.layer_evaluation import (
+    layer_gradients_and_activations,
+    layer_margin_gradients_and_activations,
+    layer_name,
+)
 from captum_qubo.attribution.options import QuboOptions
 from captum_qubo.model_access import find_layer
 from captum_qubo.formulation.batched import (
@@ -31,7 +35,7 @@ from captum_qubo.formulation.batched import (
     build_batched_qubos,
     states_to_channels,
 )
-from captum_qubo.formulation.importance import map_importance
+from captum_qubo.formulation.importance import MARGIN_IMPORTANCES, map_importance
 from captum_qubo.formulation.qubo import build_feature_map_qubo
 from captum_qubo.solvers.batch import solve_batch
 from captum_qubo.solvers.registry import check_sampler_ready, get_sampler
@@ -123,7 +127,8 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
         Returns:
             *Tensor* at the layer's resolution. Upsample with ``LayerAttribution.interpolate``.
             The selections are in ``self.last_selections`` and α on the selected maps in
-            ``self.last_channel_weights``.
+            ``self.last_channel_weights`` (with ``importance="contrastive"``: the margin's α,
+            ∂(z_c − z_r)/∂f averaged, and each selection's ``runner_up`` names r).
 
         Under :class:`captum.attr.NoiseTunnel` every noisy copy is a sample of its own, so each
         copy gets its own selection (``last_selections`` then holds one per copy) and the tunnel
@@ -145,17 +150,17 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
                 extra_args = tuple(_ordinary(arg) for arg in extra_args)
             target = _ordinary(target)
             start = perf_counter()
-            gradients, activations = layer_gradients_and_activations(
-                self.forward_func,
-                self.layer,
-                inputs,
-                target,
-                extra_args,
-                self.device_ids,
-                attribute_to_layer_input,
-            )
+            runner_up = None
+            arguments = (self.forward_func, self.layer, inputs, target, extra_args, self.device_ids,
+                         attribute_to_layer_input)
+            if self.options.importance in MARGIN_IMPORTANCES:  # one pass on the margin z_c − z_r
+                gradients, activations, runner_up = layer_margin_gradients_and_activations(*arguments)
+            else:
+                gradients, activations = layer_gradients_and_activations(*arguments)
             forward_backward = perf_counter() - start
-        alpha = gradients.mean(dim=(2, 3))  # the map's weight (METHOD.md §2), whatever the QUBO rewards
+        # The map's weight (METHOD.md §2) whatever the QUBO rewards: α of the explained score (z_c, or the
+        # margin z_c − z_r for the contrastive importance).
+        alpha = gradients.mean(dim=(2, 3))
         importance = map_importance(self.options.importance, gradients, activations)
         self._check_layer(activations)
 
@@ -193,6 +198,7 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
                              "solve": solution.solve_seconds[i]},
                     qubo_factory=partial(self._sample_qubo, capped[i], activations[i]),
                     target=targets[i],
+                    runner_up=None if runner_up is None else int(runner_up[i]),
                 )
             )
         selected = torch.zeros_like(importance, dtype=torch.bool)

@@ -32,6 +32,8 @@ class FeatureMapSelection:
         qubo_factory: builds the :class:`~captum_qubo.formulation.qubo.FeatureMapQubo` that was
             solved; read it as :attr:`qubo` (built on first access: the batched solver never needs it).
         target: the output index explained for this sample (None when the model needs none).
+        runner_up: with ``importance="contrastive"``, the class r of the margin z_c − z_r (the highest-scoring
+            class other than the target in the explained forward pass); None otherwise.
     """
 
     channels: np.ndarray
@@ -43,6 +45,7 @@ class FeatureMapSelection:
     timings: Dict[str, float]
     qubo_factory: Callable[[], FeatureMapQubo] = field(repr=False)
     target: Optional[Any] = None
+    runner_up: Optional[int] = None
 
     @cached_property
     def qubo(self) -> FeatureMapQubo:
@@ -55,7 +58,7 @@ class FeatureMapSelection:
 
     def to_dict(self) -> Dict[str, Any]:
         """A JSON-serialisable summary (no QUBO matrices; sampler info made JSON-safe)."""
-        return {
+        summary = {
             "channels": [int(c) for c in self.channels],
             "num_selected": self.num_selected,
             "num_variables": self.num_variables,
@@ -70,6 +73,9 @@ class FeatureMapSelection:
             "timings": {name: float(seconds) for name, seconds in self.timings.items()},
             "target": json_safe(self.target),
         }
+        if self.runner_up is not None:
+            summary["runner_up"] = int(self.runner_up)
+        return summary
 
 
 def json_safe(value: Any) -> Any:
