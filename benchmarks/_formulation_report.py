@@ -47,7 +47,29 @@ def grid_table(results, sets, configs, paper_name: str, chosen_name: str) -> str
         m = _family_means(results, sets, "Grad-CAM positive-α set", family)
         lines.append(f"| Grad-CAM positive-α set (all maps with α > 0) | {family} | {m['mean_k']:.1f} | {m['bc']:.3f} | — "
                      f"| — | {m['sufficiency']:.3f} | — | {m['comprehensiveness']:.3f} | — | — | — | "
-                     f"{_opt(m, 'pointing_game')} (full Grad-CAM) | — |")
+                     f"{_opt(m, 'pointing_game') + (' (full Grad-CAM)' if 'pointing_game' in m else '')} | — |")
+    return "\n".join(lines)
+
+
+def side_by_side_table(result, tuning_sets, held_sets, configs, paper_name: str, chosen_name: str) -> str:
+    """Tuning next to held-out, per configuration and family: K, BC vs Grad-CAM top-K, sufficiency margin, pointing."""
+    lines = ["| configuration | family | K tuning / held-out | BC tuning / held-out (Grad-CAM top-K) | "
+             "BC reduction tuning / held-out | sufficiency tuning / held-out (Grad-CAM top-K) | "
+             "pointing tuning / held-out (Grad-CAM top-K) |", "|---|---|---|---|---|---|---|"]
+    for name in _config_names(configs):
+        label = name + (" **(paper)**" if name == paper_name else "") + (" **(chosen)**" if name == chosen_name else "")
+        for family in ("digits", "photos"):
+            t = _family_means(result["tuning"], tuning_sets, name, family)
+            h = _family_means(result["held_out"], held_sets, name, family)
+            pointing = "—" if "pointing_game" not in t else (
+                f"{_opt(t, 'pointing_game')} ({_opt(t, f'pointing_game {GC} top-K')}) / "
+                f"{_opt(h, 'pointing_game')} ({_opt(h, f'pointing_game {GC} top-K')})")
+            lines.append(
+                f"| {label} | {family} | {t['mean_k']:.1f} / {h['mean_k']:.1f} | "
+                f"{t['bc']:.3f} ({t[f'bc {GC} top-K']:.3f}) / {h['bc']:.3f} ({h[f'bc {GC} top-K']:.3f}) | "
+                f"{100 * t['bc_reduction']:+.1f} % / {100 * h['bc_reduction']:+.1f} % | "
+                f"{t['sufficiency']:.3f} ({t[f'sufficiency {GC} top-K']:.3f}) / "
+                f"{h['sufficiency']:.3f} ({h[f'sufficiency {GC} top-K']:.3f}) | {pointing} |")
     return "\n".join(lines)
 
 
@@ -123,6 +145,8 @@ def report_markdown(result: dict, tuning_sets, held_sets, configs) -> str:
            f"**Held-out verdict: the chosen configuration {'meets' if result['chosen_meets_target'] else 'does not meet'} "
            f"the target.** Configurations meeting it on held-out data: "
            f"{', '.join(result['any_meets_target']) if result['any_meets_target'] else 'none'}.", "",
+           "## Tuning next to held-out (family means)", "",
+           side_by_side_table(result, tuning_sets, held_sets, configs, paper, chosen), "",
            "## Tuning split", "", grid_table(result["tuning"], tuning_sets, configs, paper, chosen), "",
            "## Held-out split (played no part in the choice)", "",
            grid_table(result["held_out"], held_sets, configs, paper, chosen), "",
