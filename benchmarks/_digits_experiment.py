@@ -84,15 +84,16 @@ def run_digits_model(
     layer = model.reduce
 
     explanations: Dict[str, Explanations] = {}
-    explanations[QUBO] = explain_qubo(model, layer, images, labels, sampler="exact", seed=seed)
+    samplers: Dict[str, str] = {}
+    explanations[QUBO], samplers[QUBO] = _exact_or_tabu(model, layer, images, labels, seed)
     qubo_sizes = explanations[QUBO].selection_sizes
     k_hot = k_hot_cardinality(qubo_sizes)
     # An image with fewer positively important maps than K selects all of them (k_hot needs K ≤ d).
     per_image_k = np.minimum(k_hot, explanations[QUBO].num_variables)
-    explanations[QUBO_K_HOT] = explain_qubo(model, layer, images, labels, sampler="exact", k=per_image_k, seed=seed)
+    explanations[QUBO_K_HOT], samplers[QUBO_K_HOT] = _exact_or_tabu(model, layer, images, labels, seed, k=per_image_k)
     if paper_differs_from_default():
-        explanations[QUBO_PAPER] = explain_qubo(model, layer, images, labels, sampler="exact", seed=seed,
-                                                options=QuboOptions.preset("paper"))
+        explanations[QUBO_PAPER], samplers[QUBO_PAPER] = _exact_or_tabu(model, layer, images, labels, seed,
+                                                                        options=QuboOptions.preset("paper"))
     for name in BASELINES:
         explanations[name] = explain_baseline(name, model, layer, images, labels, internal_batch_size)
     explanations[GRAD_CAM_TOP_K] = explain_grad_cam_top_k(model, layer, images, labels, qubo_sizes)
@@ -124,10 +125,23 @@ def run_digits_model(
         "k_hot_images_capped": int((per_image_k < k_hot).sum()),
         "qubo_selection_sizes": qubo_sizes.tolist(),
         "qubo_num_variables": explanations[QUBO].num_variables.tolist(),
+        "samplers": samplers,
         "disentanglement": {name: {k: v for k, v in d.items() if k != "metric"} for name, d in disentanglement.items()},
         "methods": methods,
         "figure": str(figure),
     }
+
+
+def _exact_or_tabu(model, layer, images, labels, seed, **kwargs):
+    """(explanations, sampler): solved exactly, or by the default dense tabu search when some image has d > 24
+    variables (beyond the exact solver; with the contribution importance the BatchNorm-ended maps can give more
+    positive-importance maps than α > 0 alone)."""
+    try:
+        return explain_qubo(model, layer, images, labels, sampler="exact", seed=seed, **kwargs), "exact"
+    except ValueError as error:
+        if "handles at most" not in str(error):
+            raise
+        return explain_qubo(model, layer, images, labels, sampler="dense-tabu", seed=seed, **kwargs), "dense-tabu"
 
 
 def plot_disentanglement(disentanglement: Dict[str, dict], path: Path, num_filters: int) -> None:

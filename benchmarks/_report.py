@@ -260,7 +260,8 @@ def markdown_report(results: dict) -> str:
         lines += ["## 1. Digits: the paper's disentanglement experiment", "",
                   f"sklearn digits, CNN with the paper's shape (reduce block of N_f maps → linear head), "
                   f"{digits['per_class']} correctly classified test images per class. {options_text(results)}; "
-                  f"solved exactly (sampler `{digits['sampler']}`). QUBO k-hot: K = median unconstrained selection "
+                  f"solved exactly (sampler `{digits['sampler']}`; the default dense tabu search where an image has more than 24 "
+                  "variables, listed per N_f below). QUBO k-hot: K = median unconstrained selection "
                   "size over the images (images with fewer positive-α maps than K keep all of them). BC columns: the "
                   "QUBO's own selection; for Grad-CAM / Grad-CAM++ / Score-CAM their top-K maps by their own channel "
                   "weights with K = the unconstrained QUBO's size on the same image (METHOD.md §4). Faithfulness "
@@ -268,6 +269,8 @@ def markdown_report(results: dict) -> str:
                   "map formula on the K largest-α maps (no redundancy term).", ""]
         lines += digits_tables(digits)
         lines += [""] + [f"- N_f={run['num_filters']}: test accuracy {run['test_accuracy']:.3f}, "
+                         + (f"solved by {', '.join(f'{m}: `{v}`' for m, v in run['samplers'].items())}, "
+                            if "samplers" in run else "") +
                          f"mean QUBO variables d = {sum(run['qubo_num_variables']) / len(run['qubo_num_variables']):.1f}, "
                          f"k-hot K = {run['k_hot_k']} ({run['k_hot_images_capped']} images capped at d), "
                          f"figure `{run['figure']}`" for run in digits["runs"]] + [""]

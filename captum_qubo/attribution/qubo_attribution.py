@@ -177,6 +177,7 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
         channels = states_to_channels(qubos, solution.states)
         capped = capped_importance(importance, qubos)
         sampler_name = self.sampler_spec if isinstance(self.sampler_spec, str) else _sampler_name(sampler)
+        alpha_numpy = alpha.double().cpu().numpy()
         selections = []
         for i in range(num_samples):
             if not channels[i].size and int(qubos.num_variables[i]) == 0:
@@ -198,6 +199,7 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
                              "solve": solution.solve_seconds[i]},
                     qubo_factory=partial(self._sample_qubo, capped[i], activations[i]),
                     target=targets[i],
+                    alpha=alpha_numpy[i],
                     runner_up=None if runner_up is None else int(runner_up[i]),
                 )
             )
