@@ -44,12 +44,14 @@ from captum_qubo.attribution.selection import FeatureMapSelection
 class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
     r"""Explains a prediction by the few feature maps of a conv layer that a QUBO selects.
 
-    Per sample: α_a = mean over positions of ∂z_c/∂f^(a) (the Grad-CAM weight); the maps with
-    α > 0 become binary variables of E(n) = (1−β)·½ Σ J_pq n_p n_q − β Σ h_p n_p (h = α/max α,
+    Per sample: α_a = mean over positions of ∂z_c/∂f^(a) (the Grad-CAM weight) and an importance s_a
+    (``options.importance``: the default contribution α_a·Σ_ij f^(a)_ij, the paper's α itself, ...); the
+    maps with s > 0 become binary variables of E(n) = (1−β)·½ Σ J_pq n_p n_q − β Σ h_p n_p (h = s/max s,
     J = |cosine| between maps), optionally with an exact-cardinality penalty; a sampler minimises
     E; the explanation is ``minmax(Σ_{k∈S} ReLU(α_k f_k))`` over the selected maps S.
+    ``QuboOptions.preset("paper")`` is the paper's formulation (s = α, β = 0.7).
 
-    A sample whose maps all have α ≤ 0 has nothing to select: its explanation is all zeros, its
+    A sample whose maps all have importance ≤ 0 has nothing to select: its explanation is all zeros, its
     selection is empty and a ``RuntimeWarning`` says so.
     """
 
