@@ -26,7 +26,10 @@ from torch import Tensor, nn
 from benchmarks._digits_experiment import select_correct_per_class
 from benchmarks._explainers import GRAD_CAM, GRAD_CAM_PP, SCORE_CAM, explain_baseline
 from benchmarks._imagenet_experiment import PHOTOS, load_photo
-from captum_qubo.attribution.layer_evaluation import layer_gradients_and_activations, layer_margin_gradients_and_activations
+from captum_qubo.attribution.layer_evaluation import (
+    layer_gradients_and_activations,
+    layer_margin_gradients_and_activations,
+)
 from captum_qubo.formulation.importance import MARGIN_IMPORTANCES
 from captum_qubo.metrics import build_grid_composites, reference_map_means
 from captum_qubo.zoo import efficientnet_target_layer, load_digits_split, load_efficientnet_lite0, train_digits_cnn
