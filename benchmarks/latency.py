@@ -6,7 +6,8 @@ explainer's own timings); "total" is the wall time of ``attribute()`` and "total
 CPU time (less sensitive to other processes on a shared machine; it exceeds wall time when torch
 uses several threads). Every cell is the median
 over images × repeats, after one warm-up call per method (sampler construction, e.g. building
-the Pegasus graph of mock-qpu, is excluded by the warm-up).
+the Pegasus graph of mock-qpu, and compiling the dense search are excluded by the warm-up); the methods are
+timed round-robin (every repeat, every image, every method), so load changes hit all of them alike.
 
 Samplers limited in size get the most important maps only (``max_variables``): ``exact``
 enumerates 2^d states (top 20), ``mock-qpu`` must minor-embed a dense clique onto Pegasus
@@ -14,7 +15,7 @@ enumerates 2^d states (top 20), ``mock-qpu`` must minor-embed a dense clique ont
 not comparable with the full-d rows.
 
 Usage:
-    python -m benchmarks.latency [--repeats 3] [--images chelsea coffee] [--threads 1]
+    python -m benchmarks.latency [--repeats 5] [--images chelsea coffee astronaut] [--threads 1]
 A second table: images/s at batch 64 (72 photo views of benchmarks/_head_qubos, the first 64) for the default
 QUBO (both formulations) and the previous default sa, each ÷ LayerGradCam in the same interleaved run.
 Writes benchmarks/results/latency.md and latency.json.
@@ -85,21 +86,21 @@ def run(images: List[str], repeats: int) -> Dict[str, dict]:
     with torch.no_grad():
         targets = {name: int(model(x).argmax()) for name, x in batches.items()}
 
-    measured: Dict[str, List[dict]] = {}
+    explainers = {label: QuboFeatureMapAttribution(model, layer, sampler=sampler, seed=0, max_variables=cap)
+                  for label, sampler, cap in QUBO_METHODS}
     first = next(iter(images))
     time_grad_cam(model, layer, batches[first], targets[first])  # warm-up
-    measured["Captum LayerGradCam"] = [
-        {"image": name, **time_grad_cam(model, layer, batches[name], targets[name])}
-        for _ in range(repeats)
-        for name in images
-    ]
-    for label, sampler, cap in QUBO_METHODS:
-        explainer = QuboFeatureMapAttribution(model, layer, sampler=sampler, seed=0, max_variables=cap)
-        time_qubo(explainer, batches[first], targets[first])  # warm-up: builds the sampler
-        measured[label] = [
-            {"image": name, **time_qubo(explainer, batches[name], targets[name])} for _ in range(repeats) for name in images
-        ]
-        print(f"  measured {label}", flush=True)
+    for explainer in explainers.values():
+        time_qubo(explainer, batches[first], targets[first])  # warm-up: builds the sampler, compiles the search
+    # Round-robin: every repeat times every method on every image, so load changes hit all methods alike.
+    measured: Dict[str, List[dict]] = {"Captum LayerGradCam": [], **{label: [] for label in explainers}}
+    for repeat in range(repeats):
+        for name in images:
+            measured["Captum LayerGradCam"].append(
+                {"image": name, **time_grad_cam(model, layer, batches[name], targets[name])})
+            for label, explainer in explainers.items():
+                measured[label].append({"image": name, **time_qubo(explainer, batches[name], targets[name])})
+        print(f"  repeat {repeat + 1}/{repeats} done", flush=True)
     return {label: summarise(runs) for label, runs in measured.items()}
 
 
@@ -189,8 +190,8 @@ def markdown(results: Dict[str, dict], images: List[str], setting: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", nargs="+", default=["chelsea", "coffee"])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--images", nargs="+", default=["chelsea", "coffee", "astronaut"])
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -27,7 +27,7 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict
 
 import numpy as np
 import torch

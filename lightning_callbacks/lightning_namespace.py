@@ -160,7 +160,7 @@ class LightningCallback(*_callback_bases()):
         if namespace.name not in self.built_for:
             built = " or ".join(self.built_for) or "no installed namespace"
             fix = (f"construct it with lightning={namespace.name!r} (or without lightning=)" if self.lightning_pin
-                   else f"subclass lightning_callbacks.lightning_namespace.LightningCallback")
+                   else "subclass lightning_callbacks.lightning_namespace.LightningCallback")
             raise TypeError(
                 f"{name} was built for {built} but runs in a {namespace.name}.Trainer; the two packages' classes "
                 f"do not mix. Use a {built}.Trainer, or {fix}"

@@ -7,14 +7,13 @@ import copy
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
-from captum.attr import LayerActivation, LayerAttribution
+from captum.attr import LayerAttribution
 from torch import Tensor
 from torch.nn import Module, ModuleDict
 
 from captum_qubo.attribution.options import QuboOptions
 from captum_qubo.attribution.qubo_attribution import QuboFeatureMapAttribution, explanation_map
-from captum_qubo.baselines import LayerGradCamWithWeights
-from captum_qubo.metrics import channel_sets_to_mask, masked_confidences, top_k_mask
+from captum_qubo.metrics import channel_sets_to_mask, masked_confidences_of_methods, top_k_mask
 from captum_qubo.solvers.registry import check_sampler_ready
 from lightning_callbacks.explanation_metrics import METRIC_NAMES, ExplanationMetrics
 from lightning_callbacks.figures import disentanglement_image, log_images, overlay_grid, takes_images
@@ -256,25 +255,22 @@ class QuboExplanationCallback(LightningCallback):
         selections = self._attribution.last_selections
         selected = channel_sets_to_mask([s.channels for s in selections], self._num_channels()).to(inputs.device)
         solve_seconds = torch.tensor([s.timings["solve"] for s in selections], dtype=torch.float64)
-        saliency = {QUBO: self._score(pl_module, QUBO, inputs, layer_maps, selected, targets, solve_seconds)}
+        maps, masks = {QUBO: layer_maps}, {QUBO: selected}
         if self.baseline:
-            layer = pl_module.get_submodule(self._layer_name)
-            grad_cam = LayerGradCamWithWeights(pl_module, layer)
-            grad_cam.attribute(inputs, target=targets)
-            weights = grad_cam.last_channel_weights
-            top_k = top_k_mask(weights, selected.sum(dim=1))
-            activations = LayerActivation(pl_module, layer).attribute(inputs)
-            baseline_maps = explanation_map(torch.where(top_k, weights, torch.zeros_like(weights)), activations)
-            saliency[BASELINE] = self._score(pl_module, BASELINE, inputs, baseline_maps, top_k, targets)
+            # Grad-CAM's weights are α of the QUBO explainer's own pass: no second forward/backward.
+            weights = self._attribution.last_gradient_weights
+            masks[BASELINE] = top_k_mask(weights, selected.sum(dim=1))
+            maps[BASELINE] = explanation_map(torch.where(masks[BASELINE], weights, torch.zeros_like(weights)),
+                                             self._attribution.last_activations)
+        saliency = {m: LayerAttribution.interpolate(layer_maps, inputs.shape[2:], "bilinear").clamp(0.0, 1.0).detach()
+                    for m, layer_maps in maps.items()}
+        base_scores, masked_scores = masked_confidences_of_methods(
+            lambda x: pl_module(x).double(), inputs, list(saliency.values()), targets)
+        for method, method_scores in zip(saliency, masked_scores):
+            self._metrics[method].update(masks[method], targets, base_scores, method_scores,
+                                         solve_seconds if method == QUBO else None)
         shown = slice(0, self.num_images)
         return {"inputs": inputs[shown], **{m: s[shown] for m, s in saliency.items()}}
-
-    def _score(self, pl_module, method, inputs, layer_maps, selected, targets, solve_seconds=None) -> Tensor:
-        """Upsample a method's maps, score them (Average Drop, Increase in Confidence) and update its metrics."""
-        saliency = LayerAttribution.interpolate(layer_maps, inputs.shape[2:], "bilinear").clamp(0.0, 1.0)
-        base_scores, masked_scores = masked_confidences(lambda x: pl_module(x).double(), inputs, saliency, targets)
-        self._metrics[method].update(selected, targets, base_scores, masked_scores, solve_seconds)
-        return saliency.detach()
 
     def _num_channels(self) -> int:
         return self._metrics[QUBO].disentanglement.num_channels

@@ -1,5 +1,4 @@
 """Activation collection through Captum against direct forward passes; Integrated Gradients' completeness."""
-import numpy as np
 import pytest
 import torch
 

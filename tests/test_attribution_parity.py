@@ -49,6 +49,18 @@ def test_unsummed_unnormalised_maps_are_captums_per_channel_terms(digits_model, 
         assert (summed < 0).any()  # the signed map keeps negative evidence
 
 
+def test_the_pass_is_kept_for_a_grad_cam_comparison(digits_model, batch, per_channel_grad_cam):
+    """α of every map and the activations: Captum's per-channel Grad-CAM term is exactly their product."""
+    images, labels = batch
+    explainer = QuboFeatureMapAttribution(digits_model, digits_model.reduce, sampler="exact")
+    explainer.attribute(images, target=labels)
+    activations = digits_model.reduce(digits_model.features(images)).detach()
+    torch.testing.assert_close(explainer.last_activations, activations)
+    torch.testing.assert_close(explainer.last_gradient_weights[:, :, None, None] * activations, per_channel_grad_cam,
+                               rtol=1e-5, atol=1e-7)
+    assert not explainer.last_activations.requires_grad
+
+
 def test_normalised_map_is_the_min_max_of_the_unnormalised_one(digits_model, batch):
     images, labels = batch
     explainer = QuboFeatureMapAttribution(digits_model, digits_model.reduce, sampler="exact")

@@ -29,8 +29,9 @@ def random_feature_map_problem(rng: np.random.Generator, d: int):
     return alpha, maps
 
 
+@pytest.mark.parametrize("backend", ["compiled", "torch"])
 @pytest.mark.parametrize("seed", range(4))
-def test_equals_brute_force_on_random_feature_map_qubos(seed):
+def test_equals_brute_force_on_random_feature_map_qubos(seed, backend):
     """40 QUBOs per seed, each unconstrained and k_hot (≥ 300 instances in all): d = 2–16 plus one of d = 17–20, in
     padded batches (a problem's result does not depend on its batch: tested below)."""
     rng = np.random.default_rng(seed)
@@ -46,7 +47,7 @@ def test_equals_brute_force_on_random_feature_map_qubos(seed):
     for (formulation, k), members in groups.items():
         problems = [build_feature_map_qubo(*instances[i][:3], formulation, k) for i in members
                     if k is None or (instances[i][0] > 0).sum() >= k]
-        states = dense_tabu_search(*_padded_batch(problems), k=k).states.numpy()
+        states = dense_tabu_search(*_padded_batch(problems), k=k, backend=backend).states.numpy()
         for problem, state in zip(problems, states):
             _, optimum = ground_states(problem.linear, problem.quadratic, problem.offset)
             state = state[: problem.num_variables]
@@ -119,6 +120,38 @@ def test_seeded_runs_are_identical_and_seeds_matter_for_the_starts():
     assert torch.equal(initial[0], initial[1]) and not torch.equal(initial[0], initial[2])
 
 
+@pytest.mark.parametrize("k", [None, 1, 3, 6])
+def test_compiled_and_torch_searches_make_the_same_moves(k):
+    """The two implementations of one search (compiled loops on CPU, batched torch ops for GPUs) agree bit for bit:
+    every start's best state and energy, in padded batches with holes in the masks, including unconstrained optima
+    that outgrow the 8 slots (β = 0.97) and so take the doubled-capacity re-solve."""
+    rng = np.random.default_rng(21 if k is None else k)
+    problems = [build_feature_map_qubo(*random_feature_map_problem(rng, int(d)), beta, "unconstrained")
+                for d, beta in ((30, 0.5), (80, 0.7), (9, 0.9), (120, 0.97), (60, 0.97), (45, 0.7))]
+    linear, quadratic, mask = _padded_batch(problems)
+    mask[1, 3] = mask[4, 10] = False  # a hole: that variable is not real
+    results = [dense_tabu_search(linear, quadratic, mask, k=k, seed=4, backend=b) for b in ("compiled", "torch")]
+    assert torch.equal(results[0].start_states, results[1].start_states)
+    assert torch.equal(results[0].start_energies, results[1].start_energies)
+    assert not results[0].start_states[~mask[:, None, :].expand_as(results[0].start_states)].any()
+    if k is None:
+        assert int(results[0].states.sum(dim=1).max()) > 8  # the re-solve with more slots was exercised
+
+
+def test_without_numba_auto_falls_back_to_the_same_torch_search(monkeypatch):
+    from captum_qubo.solvers import dense_tabu
+
+    rng = np.random.default_rng(5)
+    linear, quadratic, mask = _padded_batch([build_feature_map_qubo(*random_feature_map_problem(rng, 30), 0.7)])
+    compiled = dense_tabu_search(linear, quadratic, mask, backend="compiled")
+    monkeypatch.setattr(dense_tabu, "compiled_search_available", lambda: False)
+    monkeypatch.setattr(dense_tabu, "_run_compiled", lambda *args: pytest.fail("the compiled search ran"))
+    fallback = dense_tabu_search(linear, quadratic, mask)
+    assert torch.equal(fallback.start_states, compiled.start_states)
+    with pytest.raises(ImportError, match="pip install numba"):
+        dense_tabu_search(linear, quadratic, mask, backend="compiled")
+
+
 def test_dimod_sampler_api_and_generic_bqms():
     sampler = DenseTabuSampler()
     dimod.testing.assert_sampler_api(sampler)
@@ -148,12 +181,15 @@ def test_bad_arguments_name_the_problem():
         dense_tabu_search(linear, quadratic, num_starts=0)
     with pytest.raises(ValueError, match=r"\(B, D, D\)"):
         dense_tabu_search(linear, quadratic[:, :3])
+    with pytest.raises(ValueError, match="backend must be one of"):
+        dense_tabu_search(linear, quadratic, backend="numba")
     with pytest.raises(ValueError, match="takes no"):
         DenseTabuSampler().sample(dimod.BinaryQuadraticModel({0: 1.0}, {}, 0.0, dimod.BINARY), sweeps=3)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CI has none; the CPU path is tested above)")
 def test_cuda_and_cpu_give_the_same_selections():
+    """On CUDA the batched torch search runs, on CPU the compiled one: the same selections."""
     rng = np.random.default_rng(4)
     problems = [build_feature_map_qubo(*random_feature_map_problem(rng, 300), 0.7) for _ in range(6)]
     linear, quadratic, mask = _padded_batch(problems)
@@ -161,4 +197,6 @@ def test_cuda_and_cpu_give_the_same_selections():
         cpu = dense_tabu_search(linear, quadratic, mask, k=k, seed=0)
         gpu = dense_tabu_search(linear.cuda(), quadratic.cuda(), mask.cuda(), k=k, seed=0)
         assert torch.equal(cpu.states, gpu.states.cpu())
+    with pytest.raises(ValueError, match="CPU tensors only"):
+        dense_tabu_search(linear.cuda(), quadratic.cuda(), backend="compiled")
 

@@ -22,8 +22,9 @@ def head_qubo_maps():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("backend", ["compiled", "torch"])
 @pytest.mark.parametrize("formulation, k", [("unconstrained", None), ("k_hot", 3), ("k_hot", 5), ("k_hot", 10)])
-def test_reaches_the_best_known_energy_on_every_real_head_qubo(head_qubo_maps, formulation, k):
+def test_reaches_the_best_known_energy_on_every_real_head_qubo(head_qubo_maps, formulation, k, backend):
     """72 EfficientNet-Lite0 head QUBOs (photos, mirrored, cropped × top-3 classes; d ≈ 280–460): the default search
     reaches the lowest energy that sa (100 reads), tabu and a long dense-tabu run found, evaluated afresh here."""
     importance, maps, names = head_qubo_maps
@@ -31,7 +32,7 @@ def test_reaches_the_best_known_energy_on_every_real_head_qubo(head_qubo_maps, f
                if r["formulation"] == formulation and r["k"] == k}
     assert len(records) == len(names) == 72
     batch = build_batched_qubos(importance, maps, 0.7, formulation, k)
-    result = dense_tabu_search(batch.linear, batch.quadratic, batch.mask, k=k)
+    result = dense_tabu_search(batch.linear, batch.quadratic, batch.mask, k=k, backend=backend)
     misses = []
     for i, name in enumerate(names):
         problem = build_feature_map_qubo(importance[i].double().numpy(), maps[i].double().numpy(), 0.7, formulation, k)

@@ -144,6 +144,22 @@ def module_hooks(module):
              len(m._backward_pre_hooks)) for name, m in module.named_modules()]
 
 
+def training_state(pl_module) -> dict:
+    """Everything an explaining callback could change, each as a comparable string (tensors by value)."""
+    return {key: repr(value) for key, value in {
+        "grads": [None if p.grad is None else p.grad.tolist() for p in pl_module.parameters()],
+        "buffers": [b.tolist() for b in pl_module.buffers()],
+        "modes": [m.training for m in pl_module.modules()],
+        "hooks": module_hooks(pl_module),
+        "global_hooks": len(torch.nn.modules.module._global_forward_hooks),
+        "torch_rng": torch.get_rng_state().tolist(),
+        "numpy_rng": [np.asarray(x).tolist() for x in np.random.get_state()],
+        "python_rng": random.getstate(),
+        "grad_enabled": torch.is_grad_enabled(),
+        "inference_mode": torch.is_inference_mode_enabled(),
+    }.items()}
+
+
 class IsolationProbe(Callback):
     """Placed just before ("before") and after ("after") the explainer to see exactly what its hook changes.
 
@@ -159,30 +175,11 @@ class IsolationProbe(Callback):
             return
         if self.role == "before":
             pl_module.model.reduce.train()
-            self.shared["state"] = self.snapshot(pl_module)
+            self.shared["state"] = training_state(pl_module)
             return
-        before, after = self.shared["state"], self.snapshot(pl_module)
-        for key in before:
-            same = all(torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
-                       for a, b in zip(before[key], after[key])) if key in ("grads", "buffers") else before[key] == after[key]
-            if not same:
-                self.shared.setdefault("changed", []).append(key)
+        before, after = self.shared["state"], training_state(pl_module)
+        self.shared.setdefault("changed", []).extend(key for key in before if before[key] != after[key])
         pl_module.model.reduce.eval()
-
-    @staticmethod
-    def snapshot(pl_module):
-        return {
-            "grads": [p.grad.clone() if p.grad is not None else None for p in pl_module.parameters()],
-            "buffers": [b.clone() for b in pl_module.buffers()],
-            "modes": [m.training for m in pl_module.modules()],
-            "hooks": module_hooks(pl_module),
-            "global_hooks": len(torch.nn.modules.module._global_forward_hooks),
-            "torch_rng": torch.get_rng_state().tolist(),
-            "numpy_rng": [np.asarray(x).tolist() for x in np.random.get_state()],
-            "python_rng": random.getstate(),
-            "grad_enabled": torch.is_grad_enabled(),
-            "inference_mode": torch.is_inference_mode_enabled(),
-        }
 
 
 class ConsumesRandomness(Callback):

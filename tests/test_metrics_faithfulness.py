@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from captum_qubo.metrics import AverageDrop, IncreaseInConfidence, masked_confidences
+from captum_qubo.metrics import AverageDrop, IncreaseInConfidence, masked_confidences, masked_confidences_of_methods
 
 
 def sigmoid(z):
@@ -61,6 +61,20 @@ def test_masked_confidences_on_a_hand_computable_model():
     assert base1.tolist() == pytest.approx([1 - sigmoid(3.0), sigmoid(2.0)])
     assert model.training
     assert all(parameter.grad is None for parameter in model.parameters())
+
+
+def test_several_methods_maps_are_scored_against_one_base_pass():
+    model = two_pixel_model()
+    inputs = torch.tensor([[[[2.0, 1.0]]], [[[-1.0, 3.0]]]], dtype=torch.float64)
+    first = torch.tensor([[[1.0, 0.0]], [[0.5, 0.25]]], dtype=torch.float64)
+    second = torch.tensor([[[0.0, 1.0]], [[1.0, 1.0]]], dtype=torch.float64)
+    base, (masked_first, masked_second) = masked_confidences_of_methods(model, inputs, [first, second], target=0,
+                                                                        internal_batch_size=3)
+    assert base.tolist() == pytest.approx([sigmoid(3.0), sigmoid(2.0)])
+    assert masked_first.tolist() == pytest.approx([sigmoid(2.0), sigmoid(-0.5 + 0.75)])
+    assert masked_second.tolist() == pytest.approx([sigmoid(1.0), sigmoid(2.0)])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        masked_confidences_of_methods(model, inputs, [first, second + 1.0], target=0)
 
 
 @pytest.mark.parametrize(

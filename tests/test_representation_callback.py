@@ -1,5 +1,4 @@
 """RepresentationAnalysisCallback in real Lightning runs on the digits CNN: logged values, isolation, errors."""
-import random
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ from sklearn.decomposition import PCA
 from lightning_callbacks.digits_example import DigitsClassifier, DigitsDataModule
 from lightning_callbacks.representation_analysis import RepresentationAnalysisCallback
 from lightning_callbacks.validation_samples import stratified_indices
-from test_lightning_callback import RandomAugmentedDigits  # tests/ is on sys.path
+from test_lightning_callback import RandomAugmentedDigits, training_state  # tests/ is on sys.path
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 
@@ -52,10 +51,6 @@ def test_logged_values_equal_sklearn_pca_and_the_cka_formula(digits_model):
     assert len(analyser.history) == 1
 
 
-def hooks(module):
-    return [(len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks)) for m in module.modules()]
-
-
 class Probe(Callback):
     """Snapshots everything the analyser could change, just before and just after it runs."""
 
@@ -67,27 +62,13 @@ class Probe(Callback):
             pl_module.model.reduce.train()  # a user's module may be partly in train mode
             for p in pl_module.parameters():
                 p.grad = torch.full_like(p, 0.5)
-            self.shared["state"] = self.snapshot(pl_module)
+            self.shared["state"] = training_state(pl_module)
             return
-        if self.snapshot(pl_module) != self.shared["state"]:
+        if training_state(pl_module) != self.shared["state"]:
             self.shared["changed"] = True
         pl_module.model.reduce.eval()
         for p in pl_module.parameters():
             p.grad = None
-
-    @staticmethod
-    def snapshot(pl_module):
-        return repr({
-            "grads": [p.grad.tolist() for p in pl_module.parameters()],
-            "buffers": [b.tolist() for b in pl_module.buffers()],
-            "modes": [m.training for m in pl_module.modules()],
-            "hooks": hooks(pl_module),
-            "torch_rng": torch.get_rng_state().tolist(),
-            "numpy_rng": [np.asarray(x).tolist() for x in np.random.get_state()],
-            "python_rng": random.getstate(),
-            "grad_enabled": torch.is_grad_enabled(),
-            "inference_mode": torch.is_inference_mode_enabled(),
-        })
 
 
 class ConsumesRandomness(Callback):

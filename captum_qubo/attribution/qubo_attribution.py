@@ -97,6 +97,8 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
         self._sampler: Optional[dimod.Sampler] = None
         self.last_selections: List[FeatureMapSelection] = []
         self.last_channel_weights: Optional[Tensor] = None
+        self.last_gradient_weights: Optional[Tensor] = None
+        self.last_activations: Optional[Tensor] = None
 
     @log_usage()
     def attribute(
@@ -128,15 +130,20 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
 
         Returns:
             *Tensor* at the layer's resolution. Upsample with ``LayerAttribution.interpolate``.
-            The selections are in ``self.last_selections`` and α on the selected maps in
-            ``self.last_channel_weights`` (with ``importance="contrastive"``: the margin's α,
-            ∂(z_c − z_r)/∂f averaged, and each selection's ``runner_up`` names r).
+            The selections are in ``self.last_selections``, α on the selected maps in
+            ``self.last_channel_weights``; α of every map (the Grad-CAM weights) in
+            ``self.last_gradient_weights`` and the layer's (N, C, h, w) activations in
+            ``self.last_activations``, so a Grad-CAM comparison needs no second pass. With
+            ``importance="contrastive"`` α is the margin's, ∂(z_c − z_r)/∂f averaged, and each
+            selection's ``runner_up`` names r.
 
         Under :class:`captum.attr.NoiseTunnel` every noisy copy is a sample of its own, so each
         copy gets its own selection (``last_selections`` then holds one per copy) and the tunnel
         averages maps built from possibly different maps.
         """
-        self.last_selections, self.last_channel_weights = [], None  # never leave a stale result
+        # Never leave a stale result.
+        self.last_selections, self.last_channel_weights = [], None
+        self.last_gradient_weights = self.last_activations = None
         check_sampler_ready(self.sampler_spec)
         sampler = self._resolve_sampler()
         inputs = _format_tensor_into_tuples(inputs)
@@ -211,6 +218,7 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
         channel_weights = torch.where(selected, alpha, torch.zeros_like(alpha))
         self.last_selections = selections
         self.last_channel_weights = channel_weights
+        self.last_gradient_weights, self.last_activations = alpha.detach(), activations.detach()
         return explanation_map(channel_weights, activations, relu_attributions, attr_dim_summation, normalize)
 
     def _sample_qubo(self, importance: np.ndarray, feature_maps: Tensor):

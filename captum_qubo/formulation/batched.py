@@ -14,6 +14,7 @@ from :func:`~captum_qubo.formulation.qubo.pair_terms` (−βh and (1−β)J unde
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Optional
 
 import numpy as np
@@ -70,12 +71,14 @@ class BatchedFeatureMapQubo:
         """(B,) d_i, the real variables of each sample."""
         return self.mask.sum(dim=1)
 
-    @property
+    # Computed once per batch (a (B, D, D) tensor is read by the solve and the energies alike); a frozen dataclass
+    # still has an instance __dict__ for cached_property to fill.
+    @cached_property
     def linear(self) -> Tensor:
         """(B, D) the linear term of the unconstrained energy (−βh under ``"half"``; 0 where padded)."""
         return pair_terms(self.h, self.J, self.beta, self.pair_convention)[0] * self.mask
 
-    @property
+    @cached_property
     def quadratic(self) -> Tensor:
         """(B, D, D) each pair p<q contributes ``quadratic[p, q]`` once ((1−β)J under ``"half"``)."""
         return pair_terms(self.h, self.J, self.beta, self.pair_convention)[1]

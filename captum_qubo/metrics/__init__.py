@@ -16,7 +16,12 @@ from captum_qubo.metrics.embedding_separation import (
     cosine_silhouette_score,
     davies_bouldin_index,
 )
-from captum_qubo.metrics.faithfulness import AverageDrop, IncreaseInConfidence, masked_confidences
+from captum_qubo.metrics.faithfulness import (
+    AverageDrop,
+    IncreaseInConfidence,
+    masked_confidences,
+    masked_confidences_of_methods,
+)
 from captum_qubo.metrics.selection_faithfulness import (
     Comprehensiveness,
     Sufficiency,
@@ -55,5 +60,6 @@ __all__ = [
     "selection_curve",
     "selection_probabilities",
     "masked_confidences",
+    "masked_confidences_of_methods",
     "top_k_mask",
 ]

@@ -7,7 +7,7 @@ scores, so they accumulate two scalar "sum" states and sync across processes.
 """
 from __future__ import annotations
 
-from typing import Callable, Tuple
+from typing import Callable, List, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -55,16 +55,34 @@ def masked_confidences(
     Returns:
         ``(base_scores, masked_scores)``, each (N,): y_c on ``inputs`` and o_c on ``inputs * saliency``.
     """
-    saliency = as_saliency_map(saliency, inputs)
-    if saliency.min() < -SALIENCY_RANGE_TOLERANCE or saliency.max() > 1 + SALIENCY_RANGE_TOLERANCE:
-        raise ValueError(
-            f"saliency must lie in [0, 1] (got [{saliency.min().item():.4g}, {saliency.max().item():.4g}]); "
-            "min-max normalise each map first"
-        )
+    base_scores, (masked_scores,) = masked_confidences_of_methods(model, inputs, [saliency], target,
+                                                                  internal_batch_size)
+    return base_scores, masked_scores
+
+
+def masked_confidences_of_methods(
+    model: Callable[[Tensor], Tensor],
+    inputs: Tensor,
+    saliencies: Sequence[Tensor],
+    target: TargetType,
+    internal_batch_size: int = 64,
+) -> Tuple[Tensor, List[Tensor]]:
+    """:func:`masked_confidences` for several methods' maps of the same images, scoring the images once.
+
+    Returns:
+        ``(base_scores, [masked_scores per map set])``.
+    """
+    maps = [as_saliency_map(saliency, inputs) for saliency in saliencies]
+    for saliency in maps:
+        if saliency.min() < -SALIENCY_RANGE_TOLERANCE or saliency.max() > 1 + SALIENCY_RANGE_TOLERANCE:
+            raise ValueError(
+                f"saliency must lie in [0, 1] (got [{saliency.min().item():.4g}, {saliency.max().item():.4g}]); "
+                "min-max normalise each map first"
+            )
     target = as_target_tensor(target, inputs.shape[0], inputs.device)
-    images = torch.cat([inputs, inputs * saliency.clamp(0.0, 1.0)])
-    scores = target_probabilities(model, images, target.repeat(2), internal_batch_size)
-    return scores[: inputs.shape[0]], scores[inputs.shape[0] :]
+    images = torch.cat([inputs] + [inputs * saliency.clamp(0.0, 1.0) for saliency in maps])
+    scores = target_probabilities(model, images, target.repeat(len(maps) + 1), internal_batch_size)
+    return scores[: inputs.shape[0]], list(scores[inputs.shape[0]:].split(inputs.shape[0]))
 
 
 class AverageDrop(Metric):

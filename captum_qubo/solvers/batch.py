@@ -71,8 +71,11 @@ def _solve_dense(qubos: BatchedFeatureMapQubo, seed: Optional[int], sampler_kwar
     start = perf_counter()
     iterations = 0
     if len(nonempty):
+        # Indexing copies the (B, D, D) couplings: only done when some sample has nothing to solve.
+        every = len(nonempty) == batch
         result = dense_tabu_search(
-            qubos.linear[nonempty], qubos.quadratic[nonempty], qubos.mask[nonempty], k=qubos.k, seed=seed, **kwargs
+            qubos.linear if every else qubos.linear[nonempty], qubos.quadratic if every else qubos.quadratic[nonempty],
+            qubos.mask if every else qubos.mask[nonempty], k=qubos.k, seed=seed, **kwargs
         )
         states[nonempty] = result.states
         iterations = result.iterations

@@ -15,13 +15,12 @@ import torch
 from captum_qubo.solvers.dense_tabu import (
     DEFAULT_MAX_ITERATIONS,
     DEFAULT_NUM_STARTS,
-    DEFAULT_PATIENCE,
     dense_tabu_search,
 )
 
 
 class DenseTabuSampler(dimod.Sampler):
-    """Multi-start tabu search on the dense form of a BQM, in torch (CPU, or CUDA with ``device="cuda"``).
+    """Multi-start tabu search on the dense form of a BQM: compiled loops on a CPU, torch with ``device="cuda"``.
 
     ``num_reads`` is the number of starts; the sample set holds each start's best state. With ``k`` every state is
     exactly k-hot (pair-swap moves); without it, single flips. ``seed`` makes runs identical.
@@ -45,7 +44,7 @@ class DenseTabuSampler(dimod.Sampler):
         seed: Optional[int] = None,
         k: Optional[int] = None,
         tenure: Optional[int] = None,
-        patience: int = DEFAULT_PATIENCE,
+        patience: Optional[int] = None,
         max_iterations: int = DEFAULT_MAX_ITERATIONS,
         device: Any = "cpu",
         **kwargs: Any,

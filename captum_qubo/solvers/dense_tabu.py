@@ -14,14 +14,20 @@ by ``±Q[p]``, one row gather per move.
 - Escape from local minima: tabu search. Every step takes the best move that is not tabu, uphill included; a
   flipped variable (for swaps: the map taken out) stays tabu for ``tenure`` steps unless the move reaches a new
   best energy (aspiration).
-  A start stops when its best energy has not improved for ``patience`` steps.
+  A start stops when its best energy has not improved for ``patience`` steps (by default d steps, at least 10 and at
+  most 40: a 16-map problem needs far fewer than a 300-map one).
 - Starts: start 0 is greedy (from the empty set, or greedy K-construction); the others begin at random subsets drawn
   from a CPU ``torch.Generator`` seeded with ``seed`` for each problem on its own, so a problem's result depends on
   the seed and the problem only — not on the batch it shares or its position there. Moves break ties by the lowest
   index, and every update is element-wise (no reduction over the padded width), so padding changes nothing.
+- Two implementations of the same moves: on a CPU the search runs in the compiled loops of
+  :mod:`captum_qubo.solvers.dense_tabu_kernel` (per-operation overhead dominates a torch step there); elsewhere
+  (CUDA) in batched torch operations (:class:`_SlotSearch`). Both give bit-identical results.
 """
 from __future__ import annotations
 
+import functools
+import importlib.util
 from dataclasses import dataclass
 from typing import Optional
 
@@ -29,13 +35,15 @@ import torch
 from torch import Tensor
 
 DEFAULT_NUM_STARTS = 24
-DEFAULT_PATIENCE = 40
+DEFAULT_PATIENCE = 40  # the most steps without improvement by default (large problems)
+MIN_PATIENCE = 10  # the fewest (small problems): the default patience is d clamped to [MIN_PATIENCE, DEFAULT_PATIENCE]
 DEFAULT_MAX_ITERATIONS = 2000
 # Kept-map slots of an unconstrained search (doubled while a best state fills them all).
 DEFAULT_CAPACITY = 8
 # Unconstrained starts cover these subset sizes (cycled): the optimal sets are small.
 MAX_RANDOM_START_SIZE = 8
 _IMPROVEMENT = 1e-12  # an energy lower by less than this is a tie, not a new best
+BACKENDS = ("auto", "compiled", "torch")
 
 
 @dataclass(frozen=True)
@@ -65,8 +73,9 @@ def dense_tabu_search(
     num_starts: int = DEFAULT_NUM_STARTS,
     seed: Optional[int] = 0,
     tenure: Optional[int] = None,
-    patience: int = DEFAULT_PATIENCE,
+    patience: Optional[int] = None,
     max_iterations: int = DEFAULT_MAX_ITERATIONS,
+    backend: str = "auto",
 ) -> DenseSearchResult:
     """Minimise B dense QUBOs at once.
 
@@ -79,8 +88,12 @@ def dense_tabu_search(
         num_starts: starts per problem (R); start 0 is greedy, the rest random.
         seed: seeds the random starts (the same for every problem); None draws fresh randomness.
         tenure: steps a touched variable stays tabu. Default: min(10, max(1, d // 4)) per problem.
-        patience: a start stops after this many steps without a new best energy.
+        patience: a start stops after this many steps without a new best energy. Default: d clamped to
+            [MIN_PATIENCE, DEFAULT_PATIENCE] per problem.
         max_iterations: hard cap on steps.
+        backend: ``"compiled"`` (numba loops, CPU tensors only, computed in float64), ``"torch"`` (batched tensor
+            operations, any device) or ``"auto"`` (compiled on a CPU when numba is installed, torch otherwise).
+            They make the same moves.
 
     Returns:
         :class:`DenseSearchResult`.
@@ -91,10 +104,18 @@ def dense_tabu_search(
         )
     if not isinstance(num_starts, int) or num_starts < 1:
         raise ValueError(f"num_starts must be a positive integer, got {num_starts!r}")
-    if not isinstance(patience, int) or patience < 1 or not isinstance(max_iterations, int) or max_iterations < 0:
+    if (patience is not None and (not isinstance(patience, int) or patience < 1)) or not isinstance(
+            max_iterations, int) or max_iterations < 0:
         raise ValueError(f"patience must be >= 1 and max_iterations >= 0; got {patience!r}, {max_iterations!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     batch, width = linear.shape
     device = linear.device
+    compiled = backend == "compiled" or (backend == "auto" and device.type == "cpu" and compiled_search_available())
+    if compiled and device.type != "cpu":
+        raise ValueError(f"backend='compiled' runs on CPU tensors only, got {device}; use backend='torch' or 'auto'")
+    if compiled and not compiled_search_available():
+        raise ImportError("backend='compiled' needs numba (pip install numba); backend='torch' makes the same moves")
     mask = torch.ones_like(linear, dtype=torch.bool) if mask is None else mask.to(device=device, dtype=torch.bool)
     sizes = mask.sum(dim=1)
     if k is not None and (not isinstance(k, int) or k < 1 or bool((sizes < k).any())):
@@ -105,9 +126,12 @@ def dense_tabu_search(
         if not isinstance(tenure, int) or tenure < 0:
             raise ValueError(f"tenure must be a non-negative integer, got {tenure!r}")
         tenure_of = torch.full_like(sizes, tenure)
+    patience_of = sizes.clamp(min=MIN_PATIENCE, max=DEFAULT_PATIENCE) if patience is None else torch.full_like(
+        sizes, patience)
     keys = _random_keys(sizes, num_starts, width, seed).to(device)
     capacity = min(width, DEFAULT_CAPACITY)
-    result = _run(_SlotSearch(linear, quadratic, mask, keys, tenure_of[:, None], k, capacity), patience, max_iterations)
+    search = _run_compiled if compiled else _run_torch
+    result = search(linear, quadratic, mask, keys, tenure_of, k, capacity, patience_of, max_iterations)
     rows = torch.arange(batch, device=device)
     while k is None and capacity < width:
         # An unconstrained optimum may need more slots than it had: the problems whose best state used them all
@@ -116,10 +140,53 @@ def dense_tabu_search(
         if not len(full):
             break
         rows, capacity = rows[full], min(width, 2 * capacity)
-        again = _run(_SlotSearch(linear[rows], quadratic[rows], mask[rows], keys[rows], tenure_of[rows, None], k,
-                                 capacity), patience, max_iterations)
+        again = search(linear[rows], quadratic[rows], mask[rows], keys[rows], tenure_of[rows], k, capacity,
+                       patience_of[rows], max_iterations)
         result = _merge(result, rows, again)
     return result
+
+
+@functools.lru_cache(maxsize=None)
+def compiled_search_available() -> bool:
+    """Whether numba is installed (it is a dependency; without it ``"auto"`` falls back to the torch search)."""
+    return importlib.util.find_spec("numba") is not None
+
+
+def _start_sizes(num_starts: int, k: Optional[int], slots: int) -> Tensor:
+    """Maps in each start's initial set: k for k_hot; unconstrained, start 0 is empty and start r >= 1 adds
+    s_r random maps, s_r cycling through 1..MAX_RANDOM_START_SIZE (the optimal sets are small)."""
+    if k is not None:
+        return torch.full((num_starts,), k, dtype=torch.long)
+    sizes = (torch.arange(num_starts) - 1) % min(MAX_RANDOM_START_SIZE, slots) + 1
+    sizes[0] = 0
+    return sizes
+
+
+def _best_of_starts(start_states: Tensor, start_energies: Tensor, iterations: int) -> DenseSearchResult:
+    best = start_energies.argmin(dim=1)  # the first start among equals
+    rows = torch.arange(best.shape[0], device=best.device)
+    return DenseSearchResult(states=start_states[rows, best], energies=start_energies[rows, best],
+                             start_states=start_states, start_energies=start_energies, iterations=iterations)
+
+
+def _run_compiled(linear, quadratic, mask, keys, tenure, k, capacity, patience, max_iterations) -> DenseSearchResult:
+    from captum_qubo.solvers.dense_tabu_kernel import dense_tabu_kernel
+
+    slots = k if k is not None else capacity
+    as_array = lambda tensor, dtype: tensor.detach().to(dtype).contiguous().numpy()  # noqa: E731
+    states, energies, steps = dense_tabu_kernel(
+        as_array(linear, torch.float64), as_array(quadratic, torch.float64), as_array(mask, torch.bool),
+        as_array(keys.argsort(dim=2, stable=True), torch.long), as_array(tenure, torch.float64),
+        -1 if k is None else k, slots, as_array(_start_sizes(keys.shape[1], k, slots), torch.long),
+        as_array(patience, torch.long), max_iterations,
+    )
+    return _best_of_starts(torch.from_numpy(states).bool(), torch.from_numpy(energies).to(linear.dtype),
+                           int(steps.max()) if steps.size else 0)
+
+
+def _run_torch(linear, quadratic, mask, keys, tenure, k, capacity, patience, max_iterations) -> DenseSearchResult:
+    return _run(_SlotSearch(linear, quadratic, mask, keys, tenure[:, None], k, capacity), patience[:, None],
+                max_iterations)
 
 
 def _merge(result: DenseSearchResult, rows: Tensor, again: DenseSearchResult) -> DenseSearchResult:
@@ -173,13 +240,8 @@ class _SlotSearch:
 
         order = keys.argsort(dim=2, stable=True)
         sizes = mask.sum(dim=1)
-        if k is not None:
-            # Start 0: greedy K-construction (add the best map K times); the others: the K smallest keys.
-            start_size = torch.full((num_starts,), k, device=device)
-        else:
-            # Start 0 is empty; start r >= 1 adds s_r random maps, s_r cycling through 1..MAX_RANDOM_START_SIZE.
-            start_size = (torch.arange(num_starts, device=device) - 1) % min(MAX_RANDOM_START_SIZE, slots) + 1
-            start_size[0] = 0
+        # k_hot: start 0 is a greedy K-construction (add the best map K times), the others the K smallest keys.
+        start_size = _start_sizes(num_starts, k, slots).to(device)
         for slot in range(int(start_size.max()) if num_starts else 0):
             variable = order[:, :, slot].clone()
             if k is not None:
@@ -245,7 +307,8 @@ class _SlotSearch:
         return active
 
 
-def _run(search: _SlotSearch, patience: int, max_iterations: int) -> DenseSearchResult:
+def _run(search: _SlotSearch, patience: Tensor, max_iterations: int) -> DenseSearchResult:
+    """Step every start until it has gone ``patience`` (B, 1) steps without a new best, or cannot move."""
     stale = torch.zeros_like(search.energy, dtype=torch.long)
     iterations = 0
     for iteration in range(max_iterations):
@@ -257,14 +320,6 @@ def _run(search: _SlotSearch, patience: int, max_iterations: int) -> DenseSearch
         improved = active & (search.energy < search.best_energy - _IMPROVEMENT)
         search.best_energy = torch.where(improved, search.energy, search.best_energy)
         search.best_state = torch.where(improved[..., None], search.state, search.best_state)
-        stale = torch.where(improved, 0, torch.where(active, stale + 1, patience))
+        stale = torch.where(improved, 0, torch.where(active, stale + 1, patience.expand_as(stale)))
         iterations = iteration + 1
-    best = search.best_energy.argmin(dim=1)  # the first start among equals
-    rows = torch.arange(best.shape[0], device=best.device)
-    return DenseSearchResult(
-        states=search.best_state[rows, best].bool(),
-        energies=search.best_energy[rows, best],
-        start_states=search.best_state.bool(),
-        start_energies=search.best_energy,
-        iterations=iterations,
-    )
+    return _best_of_starts(search.best_state.bool(), search.best_energy, iterations)

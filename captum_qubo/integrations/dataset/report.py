@@ -116,7 +116,7 @@ def _atomic_text(path: Path, text: str) -> None:
 
 def report_markdown(report: Dict[str, Any]) -> str:
     """The report as Markdown tables: one summary row per method, then selection sizes per class."""
-    lines = [f"# Dataset report", "",
+    lines = ["# Dataset report", "",
              f"{report['num_explained']} samples explained ({report['num_skipped']} skipped as unreadable), "
              f"{len(report['classes'])} classes, {report['num_channels']} feature maps in the layer.", "",
              "| method | mean BC off-diagonal ↓ | max BC off-diagonal ↓ | mean maps selected | Average Drop % ↓ "
