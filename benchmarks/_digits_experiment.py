@@ -17,15 +17,20 @@ from tqdm.auto import tqdm
 
 from benchmarks._explainers import (
     BASELINES,
+    GRAD_CAM,
     GRAD_CAM_TOP_K,
+    GRAD_CAM_TOP_K_PAPER,
     QUBO,
     QUBO_K_HOT,
+    QUBO_PAPER,
     Explanations,
     explain_baseline,
     explain_grad_cam_top_k,
     explain_qubo,
+    paper_differs_from_default,
 )
 from benchmarks._scores import disentanglement_summary, faithfulness_scores
+from captum_qubo.attribution.options import QuboOptions
 from captum_qubo.metrics import ClassDisentanglement, top_k_mask
 from captum_qubo.zoo import load_digits_split, train_digits_cnn
 
@@ -57,9 +62,13 @@ def k_hot_cardinality(selection_sizes: np.ndarray) -> int:
 
 def selection_masks(explanations: Dict[str, Explanations], qubo_sizes: np.ndarray) -> Dict[str, torch.Tensor]:
     """(N, C) selected maps per method: the QUBOs' own selections; baselines' top-K with K = the QUBO's size."""
-    masks = {name: explanations[name].channel_weights != 0 for name in (QUBO, QUBO_K_HOT)}
+    masks = {name: explanations[name].channel_weights != 0 for name in (QUBO, QUBO_K_HOT, QUBO_PAPER)
+             if name in explanations}
     for name in BASELINES:
         masks[f"{name} top-K"] = top_k_mask(explanations[name].channel_weights, torch.as_tensor(qubo_sizes))
+    if QUBO_PAPER in explanations:  # the paper preset against Grad-CAM top-K at *its* K
+        paper_sizes = torch.as_tensor(explanations[QUBO_PAPER].selection_sizes)
+        masks[GRAD_CAM_TOP_K_PAPER] = top_k_mask(explanations[GRAD_CAM].channel_weights, paper_sizes)
     return masks
 
 
@@ -75,15 +84,22 @@ def run_digits_model(
     layer = model.reduce
 
     explanations: Dict[str, Explanations] = {}
-    explanations[QUBO] = explain_qubo(model, layer, images, labels, sampler="exact", seed=seed)
+    samplers: Dict[str, str] = {}
+    explanations[QUBO], samplers[QUBO] = _exact_or_tabu(model, layer, images, labels, seed)
     qubo_sizes = explanations[QUBO].selection_sizes
     k_hot = k_hot_cardinality(qubo_sizes)
     # An image with fewer positively important maps than K selects all of them (k_hot needs K ≤ d).
     per_image_k = np.minimum(k_hot, explanations[QUBO].num_variables)
-    explanations[QUBO_K_HOT] = explain_qubo(model, layer, images, labels, sampler="exact", k=per_image_k, seed=seed)
+    explanations[QUBO_K_HOT], samplers[QUBO_K_HOT] = _exact_or_tabu(model, layer, images, labels, seed, k=per_image_k)
+    if paper_differs_from_default():
+        explanations[QUBO_PAPER], samplers[QUBO_PAPER] = _exact_or_tabu(model, layer, images, labels, seed,
+                                                                        options=QuboOptions.preset("paper"))
     for name in BASELINES:
         explanations[name] = explain_baseline(name, model, layer, images, labels, internal_batch_size)
     explanations[GRAD_CAM_TOP_K] = explain_grad_cam_top_k(model, layer, images, labels, qubo_sizes)
+    if QUBO_PAPER in explanations:
+        explanations[GRAD_CAM_TOP_K_PAPER] = explain_grad_cam_top_k(
+            model, layer, images, labels, explanations[QUBO_PAPER].selection_sizes)
 
     disentanglement = {}
     for name, mask in selection_masks(explanations, qubo_sizes).items():
@@ -109,10 +125,23 @@ def run_digits_model(
         "k_hot_images_capped": int((per_image_k < k_hot).sum()),
         "qubo_selection_sizes": qubo_sizes.tolist(),
         "qubo_num_variables": explanations[QUBO].num_variables.tolist(),
+        "samplers": samplers,
         "disentanglement": {name: {k: v for k, v in d.items() if k != "metric"} for name, d in disentanglement.items()},
         "methods": methods,
         "figure": str(figure),
     }
+
+
+def _exact_or_tabu(model, layer, images, labels, seed, **kwargs):
+    """(explanations, sampler): solved exactly, or by the default dense tabu search when some image has d > 24
+    variables (beyond the exact solver; with the contribution importance the BatchNorm-ended maps can give more
+    positive-importance maps than α > 0 alone)."""
+    try:
+        return explain_qubo(model, layer, images, labels, sampler="exact", seed=seed, **kwargs), "exact"
+    except ValueError as error:
+        if "handles at most" not in str(error):
+            raise
+        return explain_qubo(model, layer, images, labels, sampler="dense-tabu", seed=seed, **kwargs), "dense-tabu"
 
 
 def plot_disentanglement(disentanglement: Dict[str, dict], path: Path, num_filters: int) -> None:
@@ -140,4 +169,14 @@ def run_digits(num_filters: Sequence[int], per_class: int, seed: int, figure_dir
     runs: List[dict] = [
         run_digits_model(nf, per_class, seed, figure_dir) for nf in tqdm(num_filters, desc="digits N_f", unit="model")
     ]
-    return {"per_class": per_class, "seed": seed, "beta": 0.7, "sampler": "exact", "runs": runs}
+    return {"per_class": per_class, "seed": seed, "options": _options_note(), "sampler": "exact", "runs": runs}
+
+
+def _options_note() -> dict:
+    """The formulations run: the library default (QUBO, QUBO k-hot) and, when it differs, the paper preset."""
+    note = {"QUBO": QuboOptions().to_dict()}
+    if paper_differs_from_default():
+        note[QUBO_PAPER] = QuboOptions.preset("paper").to_dict()
+    return {name: {key: value for key, value in options.items() if key in ("importance", "beta", "formulation",
+                                                                             "pair_convention")}
+            for name, options in note.items()}

@@ -16,6 +16,7 @@ from captum._utils.gradient import compute_layer_gradients_and_eval
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import Tensor, nn
 
+from captum_qubo.attribution.options import QuboOptions
 from captum_qubo.attribution.qubo_attribution import QuboFeatureMapAttribution, explanation_map
 from captum_qubo.baselines import LayerGradCamPlusPlus, LayerGradCamWithWeights, LayerScoreCam
 from captum_qubo.metrics import top_k_mask
@@ -27,7 +28,14 @@ GRAD_CAM_PP = "Grad-CAM++"
 SCORE_CAM = "Score-CAM"
 GRAD_CAM_TOP_K = "Grad-CAM top-K"
 BASELINES = (GRAD_CAM, GRAD_CAM_PP, SCORE_CAM)
-QUBO_METHODS = (QUBO, QUBO_K_HOT)
+QUBO_PAPER = "QUBO paper preset"
+GRAD_CAM_TOP_K_PAPER = "Grad-CAM top-K (paper preset's K)"
+QUBO_METHODS = (QUBO, QUBO_K_HOT, QUBO_PAPER)
+
+
+def paper_differs_from_default() -> bool:
+    """Whether the library default formulation is not the paper's (then the benchmarks also run the paper preset)."""
+    return QuboOptions() != QuboOptions.preset("paper")
 
 
 @dataclass
@@ -94,10 +102,13 @@ def explain_qubo(
     sampler_kwargs: Optional[dict] = None,
     k: Optional[Sequence[int]] = None,
     seed: int = 0,
+    options: Optional[QuboOptions] = None,
 ) -> Explanations:
     """The QUBO method; ``k`` None → unconstrained, else k_hot with ``k[i]`` maps for image i.
 
-    Images sharing a k are explained in one call (one explainer per distinct k).
+    ``options``: the formulation (default: the library default; ``QuboOptions.preset("paper")`` for the paper's);
+    sampler, seed, formulation and k are set on top. Images sharing a k are explained in one call (one explainer
+    per distinct k).
     """
     ks = np.zeros(len(inputs), dtype=int) if k is None else np.asarray(k, dtype=int)
     maps: Optional[Tensor] = None
@@ -107,7 +118,7 @@ def explain_qubo(
     for value in np.unique(ks):
         rows = np.flatnonzero(ks == value)
         explainer = QuboFeatureMapAttribution(
-            model, layer, sampler=sampler, sampler_kwargs=sampler_kwargs,
+            model, layer, options=options, sampler=sampler, sampler_kwargs=sampler_kwargs,
             formulation="unconstrained" if k is None else "k_hot", k=None if k is None else int(value), seed=seed,
         )
         group_maps, seconds[rows] = _timed(lambda x, t: explainer.attribute(x, target=t), inputs[rows], targets[rows])

@@ -9,7 +9,9 @@
 
 Each image is explained for the model's own correct class (digits: ``per_class`` correctly classified test images
 per digit) or its top-``top_classes`` classes (photos). Everything a configuration needs is computed here once:
-the layer's gradients and maps, the baselines' channel weights and the removal value of the selection metrics.
+the layer's gradients of z_c and of the margin z_c − z_r over the runner-up class (for the contrastive
+importance), the maps, the baselines' channel weights and the removal value of the selection metrics. Each photo
+set also carries grid pointing-game composites (2×2 grids of 112² tiles of its own views, Böhle et al.).
 """
 from __future__ import annotations
 
@@ -24,8 +26,12 @@ from torch import Tensor, nn
 from benchmarks._digits_experiment import select_correct_per_class
 from benchmarks._explainers import GRAD_CAM, GRAD_CAM_PP, SCORE_CAM, explain_baseline
 from benchmarks._imagenet_experiment import PHOTOS, load_photo
-from captum_qubo.attribution.layer_evaluation import layer_gradients_and_activations
-from captum_qubo.metrics import reference_map_means
+from captum_qubo.attribution.layer_evaluation import (
+    layer_gradients_and_activations,
+    layer_margin_gradients_and_activations,
+)
+from captum_qubo.formulation.importance import MARGIN_IMPORTANCES
+from captum_qubo.metrics import build_grid_composites, reference_map_means
 from captum_qubo.zoo import efficientnet_target_layer, load_digits_split, load_efficientnet_lite0, train_digits_cnn
 
 TUNING_VIEWS = ("as-is", "mirrored")
@@ -44,9 +50,12 @@ class StudySet:
         inputs, targets: (N, ...) images and (N,) explained classes.
         classes: (N,) targets renumbered 0..m−1 (the class axis of the disentanglement matrix).
         gradients, activations: (N, C, H, W) ∂z_c/∂f and f at the layer (float64).
+        margin_gradients: (N, C, H, W) ∂(z_c − z_r)/∂f, r the runner-up class of each image (float64).
+        runner_up: (N,) r.
         baseline_weights: each baseline's (N, C) channel weights.
         removal: what "removing" a map means for sufficiency / comprehensiveness ("zero" or (C,) means).
         removal_note: that choice in words.
+        pointing: photos only, the grid pointing-game evaluations (a :class:`PointingSet`).
     """
 
     name: str
@@ -59,9 +68,12 @@ class StudySet:
     classes: Tensor
     gradients: Tensor
     activations: Tensor
+    margin_gradients: Tensor
+    runner_up: Tensor
     baseline_weights: Dict[str, Tensor] = field(default_factory=dict)
     removal: Union[str, Tensor] = "zero"
     removal_note: str = ""
+    pointing: Optional["PointingSet"] = None
 
     @property
     def alpha(self) -> Tensor:
@@ -72,16 +84,48 @@ class StudySet:
     def num_classes(self) -> int:
         return int(self.classes.max()) + 1
 
+    def gradients_for(self, importance: str) -> Tensor:
+        """The gradients an importance is computed from: of the margin for the contrastive one, else of z_c."""
+        return self.margin_gradients if importance in MARGIN_IMPORTANCES else self.gradients
+
+    def alpha_for(self, importance: str) -> Tensor:
+        """(N, C) the explanation map's weights under an importance (as the library builds them)."""
+        return self.gradients_for(importance).mean(dim=(2, 3))
+
+
+@dataclass
+class PointingSet:
+    """Grid pointing-game evaluations: each 2×2 composite once per cell, explained for that cell's class.
+
+    Has the attributes :func:`benchmarks.formulation_study.select` reads, like a :class:`StudySet`.
+    """
+
+    inputs: Tensor
+    targets: Tensor
+    cells: Tensor
+    gradients: Tensor
+    activations: Tensor
+    margin_gradients: Tensor
+    grad_cam_weights: Tensor
+    min_confidence: float
+
+    alpha = StudySet.alpha
+    gradients_for = StudySet.gradients_for
+    alpha_for = StudySet.alpha_for
+
 
 def _layer_inputs(model, layer, inputs, targets, batch_size=24):
-    gradients, activations = [], []
+    """(∂z_c/∂f, f, ∂(z_c − z_r)/∂f, r), float64, batched."""
+    gradients, activations, margins, rivals = [], [], [], []
     for start in range(0, len(inputs), batch_size):
-        g, a = layer_gradients_and_activations(
-            model, layer, (inputs[start: start + batch_size],), targets[start: start + batch_size], None, None, False
-        )
+        batch, batch_targets = (inputs[start: start + batch_size],), targets[start: start + batch_size]
+        g, a = layer_gradients_and_activations(model, layer, batch, batch_targets, None, None, False)
+        m, _, r = layer_margin_gradients_and_activations(model, layer, batch, batch_targets, None, None, False)
         gradients.append(g.detach().double())
         activations.append(a.detach().double())
-    return torch.cat(gradients), torch.cat(activations)
+        margins.append(m.detach().double())
+        rivals.append(r)
+    return torch.cat(gradients), torch.cat(activations), torch.cat(margins), torch.cat(rivals)
 
 
 def _renumber(targets: Tensor) -> Tensor:
@@ -94,20 +138,20 @@ def digits_set(num_filters: int, split: str, per_class: int, baselines: Sequence
     model = train_digits_cnn(num_filters=num_filters, seed=seed, head=head)
     x_train, _, x_test, y_test = load_digits_split(seed=seed)
     images, labels = select_correct_per_class(model, x_test, y_test, per_class)
-    gradients, activations = _layer_inputs(model, model.reduce, images, labels, batch_size=len(images))
+    gradients, activations, margins, rivals = _layer_inputs(model, model.reduce, images, labels, len(images))
     weights = {name: explain_baseline(name, model, model.reduce, images, labels).channel_weights.double()
                for name in baselines}
     return StudySet(
         f"digits N_f={num_filters} ({head} head, seed {seed})", "digits", split, model, model.reduce, images, labels,
-        labels.clone(), gradients, activations, weights,
+        labels.clone(), gradients, activations, margins, rivals, weights,
         removal=reference_map_means(model, model.reduce, x_train),
         removal_note="each map's mean over the model's training images (the reduce block ends in BatchNorm, "
                      "so 0 is not 'off')",
     )
 
 
-def _view(image: np.ndarray, view: str) -> Tensor:
-    """A photo view resized to 224² and normalised for EfficientNet-Lite0 (same rule as ``_head_qubos``)."""
+def _view(image: np.ndarray, view: str, size: int = 224) -> Tensor:
+    """A photo view resized to size² and normalised for EfficientNet-Lite0 (same rule as ``_head_qubos``)."""
     pixels = torch.tensor(np.ascontiguousarray(image), dtype=torch.float32).permute(2, 0, 1) / 255.0
     if view == "mirrored":
         pixels = pixels.flip(2)
@@ -116,11 +160,29 @@ def _view(image: np.ndarray, view: str) -> Tensor:
         height, width = pixels.shape[1:]
         top, left = int(round(height * (1 - keep) / 2)), int(round(width * (1 - keep) / 2))
         pixels = pixels[:, top: height - top, left: width - left]
-    resized = F.interpolate(pixels[None], size=(224, 224), mode="bilinear", align_corners=False, antialias=True)[0]
+    resized = F.interpolate(pixels[None], size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
     return (resized.clamp(0.0, 1.0) - 0.5) / 0.5
 
 
-def photos_set(split: str, top_classes: int, baselines: Sequence[str], model: Optional[nn.Module] = None) -> StudySet:
+def pointing_set(model: nn.Module, layer: nn.Module, views: Sequence[str], num_composites: int) -> PointingSet:
+    """2×2 composites of 112² tiles of the split's views (distinct confidently predicted classes, seed 0)."""
+    tiles = torch.stack([_view(load_photo(source, photo), view, 112) for source, photo in PHOTOS for view in views])
+    for min_confidence in (0.5, 0.3, 0.1):  # a 2×2 grid needs 4 classes predicted at this confidence
+        try:
+            composites = build_grid_composites(model, tiles, num_composites, (2, 2), min_confidence, 0)
+            break
+        except ValueError:
+            continue
+    else:
+        raise ValueError(f"fewer than 4 confidently predicted classes among the {views} tiles")
+    inputs, targets, cells = composites.expand_per_cell()
+    gradients, activations, margins, _ = _layer_inputs(model, layer, inputs, targets)
+    weights = explain_baseline(GRAD_CAM, model, layer, inputs, targets).channel_weights.double()
+    return PointingSet(inputs, targets, cells, gradients, activations, margins, weights, min_confidence)
+
+
+def photos_set(split: str, top_classes: int, baselines: Sequence[str], model: Optional[nn.Module] = None,
+               num_composites: int = 0) -> StudySet:
     """EfficientNet-Lite0 on the photos' tuning views (as-is, mirrored) or held-out crops (80 %, 65 %)."""
     model = model if model is not None else load_efficientnet_lite0()
     layer = efficientnet_target_layer(model)
@@ -129,7 +191,7 @@ def photos_set(split: str, top_classes: int, baselines: Sequence[str], model: Op
     with torch.no_grad():
         top = model(images).topk(top_classes, dim=1).indices
     inputs, targets = images.repeat_interleave(top_classes, dim=0), top.flatten()
-    gradients, activations = _layer_inputs(model, layer, inputs, targets)
+    gradients, activations, margins, rivals = _layer_inputs(model, layer, inputs, targets)
     weights = {}
     for name in baselines:
         weights[name] = torch.cat([
@@ -138,14 +200,15 @@ def photos_set(split: str, top_classes: int, baselines: Sequence[str], model: Op
         ])
     return StudySet(
         f"EfficientNet-Lite0, photos {'/'.join(views)} × top-{top_classes}", "photos", split, model, layer, inputs,
-        targets, _renumber(targets), gradients, activations, weights, removal="zero",
+        targets, _renumber(targets), gradients, activations, margins, rivals, weights, removal="zero",
         removal_note="0 (the head maps are ReLU6 outputs, so 0 is an inactive map)",
+        pointing=pointing_set(model, layer, views, num_composites) if num_composites else None,
     )
 
 
 def study_sets(split: str, num_filters: Sequence[int], per_class: int, top_classes: int,
-               efficientnet: Optional[nn.Module] = None) -> List[StudySet]:
-    """The digits models and the photo set of one split."""
+               efficientnet: Optional[nn.Module] = None, num_composites: int = 0) -> List[StudySet]:
+    """The digits models and the photo set of one split (with ``num_composites`` pointing-game grids)."""
     sets = [digits_set(nf, split, per_class, (GRAD_CAM, GRAD_CAM_PP, SCORE_CAM)) for nf in num_filters]
-    sets.append(photos_set(split, top_classes, (GRAD_CAM, GRAD_CAM_PP), efficientnet))
+    sets.append(photos_set(split, top_classes, (GRAD_CAM, GRAD_CAM_PP), efficientnet, num_composites))
     return sets

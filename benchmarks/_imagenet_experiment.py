@@ -20,14 +20,18 @@ from benchmarks._explainers import (
     GRAD_CAM,
     GRAD_CAM_PP,
     GRAD_CAM_TOP_K,
+    GRAD_CAM_TOP_K_PAPER,
     QUBO,
+    QUBO_PAPER,
     SCORE_CAM,
     Explanations,
     concatenate,
     explain_baseline,
     explain_grad_cam_top_k,
     explain_qubo,
+    paper_differs_from_default,
 )
+from captum_qubo.attribution.options import QuboOptions
 from benchmarks._scores import average_drop, increase_in_confidence, mean, perturbation_aucs, pointing_scores
 from captum_qubo.metrics import build_grid_composites, masked_confidences
 from captum_qubo.zoo import (
@@ -52,6 +56,13 @@ PHOTOS: Tuple[Tuple[str, str], ...] = (
     ("matplotlib", "grace_hopper"),
 )
 IMAGENET_METHODS = (QUBO, GRAD_CAM, GRAD_CAM_PP, GRAD_CAM_TOP_K, SCORE_CAM)
+
+
+def imagenet_methods() -> Tuple[str, ...]:
+    """IMAGENET_METHODS, plus the paper preset and Grad-CAM top-K at its K when the default is not the paper's."""
+    if not paper_differs_from_default():
+        return IMAGENET_METHODS
+    return (QUBO, QUBO_PAPER, GRAD_CAM, GRAD_CAM_PP, GRAD_CAM_TOP_K, GRAD_CAM_TOP_K_PAPER, SCORE_CAM)
 
 
 def load_photo(source: str, name: str) -> np.ndarray:
@@ -86,8 +97,13 @@ def explain_all(
     for name in methods:
         if name == QUBO:
             results[name] = explain_qubo(model, layer, inputs, targets, "sa", sampler_kwargs, seed=seed)
+        elif name == QUBO_PAPER:
+            results[name] = explain_qubo(model, layer, inputs, targets, "sa", sampler_kwargs, seed=seed,
+                                         options=QuboOptions.preset("paper"))
         elif name == GRAD_CAM_TOP_K:
             results[name] = explain_grad_cam_top_k(model, layer, inputs, targets, results[QUBO].selection_sizes)
+        elif name == GRAD_CAM_TOP_K_PAPER:
+            results[name] = explain_grad_cam_top_k(model, layer, inputs, targets, results[QUBO_PAPER].selection_sizes)
         else:
             results[name] = explain_baseline(name, model, layer, inputs, targets, internal_batch_size)
     return results
@@ -97,9 +113,11 @@ def method_order(row: int, with_score_cam: bool) -> List[str]:
     """Methods for photo ``row``, order rotated per photo: one photo at a time with every method in turn, so
     load changes on a shared machine, and any slowdown a method leaves behind for the next call (we saw one after
     the QUBO), hit every method alike. The top-K ablation needs the QUBO's sizes, so it always comes last."""
-    methods = [m for m in (GRAD_CAM, GRAD_CAM_PP, SCORE_CAM, QUBO) if m != SCORE_CAM or with_score_cam]
+    paper = paper_differs_from_default()
+    methods = [m for m in (GRAD_CAM, GRAD_CAM_PP, SCORE_CAM, QUBO, QUBO_PAPER)
+               if (m != SCORE_CAM or with_score_cam) and (m != QUBO_PAPER or paper)]
     shift = row % len(methods)
-    return methods[shift:] + methods[:shift] + [GRAD_CAM_TOP_K]
+    return methods[shift:] + methods[:shift] + [GRAD_CAM_TOP_K] + ([GRAD_CAM_TOP_K_PAPER] if paper else [])
 
 
 def summarise(entry: dict, num_images: Optional[int] = None, num_pointing: Optional[int] = None) -> dict:
@@ -159,12 +177,12 @@ def run_imagenet(
     if warm_up:  # untimed: the first calls of a process pay one-off allocation costs
         explain_all(model, layer, inputs[:1], targets[:1], [QUBO, GRAD_CAM, GRAD_CAM_PP], sa_kwargs, seed,
                     internal_batch_size)
-    entries: Dict[str, dict] = {name: {} for name in IMAGENET_METHODS}
+    entries: Dict[str, dict] = {name: {} for name in imagenet_methods()}
     for stage, stage_inputs, stage_targets, scorecam_limit in (
         ("photos", inputs, targets, scorecam_images),
         ("pointing", grid_inputs, grid_targets, scorecam_pointing),
     ):
-        pieces: Dict[str, List[Explanations]] = {name: [] for name in IMAGENET_METHODS}
+        pieces: Dict[str, List[Explanations]] = {name: [] for name in imagenet_methods()}
         for row in tqdm(range(len(stage_inputs)), desc=f"explain {stage}", unit="image"):
             one = slice(row, row + 1)
             for name, result in explain_all(model, layer, stage_inputs[one], stage_targets[one],
@@ -211,10 +229,15 @@ def run_imagenet(
             "cell_classes": [[names[int(c)] for c in row] for row in composites.cell_classes],
         },
         "config": {"sampler": "sa", "sampler_kwargs": sa_kwargs, "seed": seed, "deletion_steps": deletion_steps,
+                   "options": {name: {key: value for key, value in options.to_dict().items()
+                                      if key in ("importance", "beta", "formulation", "pair_convention")}
+                               for name, options in ((QUBO, QuboOptions()), (QUBO_PAPER, QuboOptions.preset("paper")))
+                               if name == QUBO or paper_differs_from_default()},
                    "scorecam_images": scorecam_images, "scorecam_pointing": scorecam_pointing,
                    "internal_batch_size": internal_batch_size, "num_threads": torch.get_num_threads(),
                    "layer": f"`{layer_name}` ({layer_shape[0]} maps, {layer_shape[1]}×{layer_shape[2]} at 224²)"},
         "methods": entries,
-        "summary": {name: summarise(entries[name]) for name in IMAGENET_METHODS},
-        "scorecam_subset": {name: summarise(entries[name], subset_images, subset_pointing) for name in IMAGENET_METHODS},
+        "summary": {name: summarise(entries[name]) for name in imagenet_methods()},
+        "scorecam_subset": {name: summarise(entries[name], subset_images, subset_pointing)
+                            for name in imagenet_methods()},
     }

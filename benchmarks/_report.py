@@ -30,8 +30,37 @@ DIGITS_SELECTION = {
     "Grad-CAM++": "Grad-CAM++ top-K",
     "Score-CAM": "Score-CAM top-K",
     "Grad-CAM top-K": "Grad-CAM top-K",
+    "QUBO paper preset": "QUBO paper preset",
+    "Grad-CAM top-K (paper preset's K)": "Grad-CAM top-K (paper preset's K)",
 }
 OPPONENTS = ("Grad-CAM", "Grad-CAM++", "Score-CAM", "Grad-CAM top-K")
+PAPER = "QUBO paper preset"
+# The paper preset's opponents: the same baselines, and the top-K ablation at the paper preset's own K.
+PAPER_OPPONENTS = ("Grad-CAM", "Grad-CAM++", "Score-CAM", "Grad-CAM top-K (paper preset's K)")
+
+
+def opponents_of(ours: str) -> Tuple[str, ...]:
+    return PAPER_OPPONENTS if ours == PAPER else OPPONENTS
+
+
+def qubo_configurations(results: dict) -> List[str]:
+    """The QUBO configurations a run holds: the library default ("QUBO") and, if run, the paper preset."""
+    names = ["QUBO"]
+    if PAPER in results.get("digits", {}).get("runs", [{}])[0].get("methods", {}) or PAPER in results.get(
+            "imagenet", {}).get("summary", {}):
+        names.append(PAPER)
+    return names
+
+
+def options_text(results: dict) -> str:
+    """'QUBO = the library default (importance ..., β ...); QUBO paper preset = ...' from the run's record."""
+    options = results.get("digits", {}).get("options") or results.get("imagenet", {}).get("config", {}).get("options")
+    if not options:
+        beta = results.get("digits", {}).get("beta", 0.7)
+        return f"QUBO: the paper's formulation (gradient importance, β = {beta}, unconstrained)"
+    label = {"QUBO": "QUBO (and QUBO k-hot) = the library default", PAPER: "QUBO paper preset = `preset=\"paper\"`"}
+    return "; ".join(f"{label.get(name, name)}: importance `{o['importance']}`, β = {o['beta']}, "
+                     f"{o['formulation']}, pair convention `{o['pair_convention']}`" for name, o in options.items())
 
 
 def fmt(value: Optional[float], digits: int = 3) -> str:
@@ -110,61 +139,69 @@ def imagenet_table(summary: Dict[str, dict]) -> List[str]:
     return table(header, rows)
 
 
-def digits_verdicts(digits: dict) -> List[Tuple[str, str, str, List[Tuple[int, str, float, float]]]]:
-    """(metric label, direction, opponent, [(N_f, outcome, ours, theirs)]) for the unconstrained QUBO."""
+def digits_verdicts(digits: dict, ours: str = "QUBO") -> List[Tuple[str, str, str, List[Tuple[int, str, float, float]]]]:
+    """(metric label, direction, opponent, [(N_f, outcome, ours, theirs)]) for an unconstrained QUBO configuration.
+
+    The paper preset's BC is compared only with Grad-CAM top-K at its own K (the baselines' BC is at the default's K).
+    """
     verdicts = []
     per_run = [(run["num_filters"], digits_metric_values(run)) for run in digits["runs"]]
     for key, label, higher in DIGITS_METRICS:
-        for opponent in OPPONENTS:
+        for opponent in opponents_of(ours):
+            if ours == PAPER and key.startswith("bc") and opponent != PAPER_OPPONENTS[-1]:
+                continue
             outcomes = [
-                (nf, compare(values["QUBO"][key], values[opponent][key], higher), values["QUBO"][key],
+                (nf, compare(values[ours][key], values[opponent][key], higher), values[ours][key],
                  values[opponent][key])
-                for nf, values in per_run if opponent in values
+                for nf, values in per_run if opponent in values and ours in values
             ]
             verdicts.append((label, arrow(higher), opponent, outcomes))
     return verdicts
 
 
-def imagenet_verdicts(imagenet: dict) -> List[Tuple[str, str, str, str, float, float, int]]:
-    """(metric label, direction, opponent, outcome, ours, theirs, n) for the QUBO vs each baseline.
+def imagenet_verdicts(imagenet: dict, ours: str = "QUBO") -> List[Tuple[str, str, str, str, float, float, int]]:
+    """(metric label, direction, opponent, outcome, ours, theirs, n) for a QUBO configuration vs each baseline.
 
     Score-CAM is compared on the subset it ran on (the QUBO's values restricted to the same photos/evaluations).
     """
     verdicts = []
+    name = ours
     for key, label, higher in IMAGENET_METRICS:
-        for opponent in OPPONENTS:
+        for opponent in opponents_of(name):
             source = imagenet["scorecam_subset"] if opponent == "Score-CAM" else imagenet["summary"]
-            ours, theirs = source["QUBO"][key], source[opponent][key]
+            if name not in source or opponent not in source:
+                continue
+            ours, theirs = source[name][key], source[opponent][key]
             n = source[opponent]["num_pointing" if key == "pointing_game" else "num_images"]
             verdicts.append((label, arrow(higher), opponent, compare(ours, theirs, higher), ours, theirs, n))
     return verdicts
 
 
-def _grouped(label: str, direction: str, outcomes: Dict[str, List[str]]) -> str:
+def _grouped(label: str, direction: str, outcomes: Dict[str, List[str]], ours: str = "QUBO") -> str:
     """'<metric> (↓): QUBO wins against A (...), B (...); loses against C (...); ...' from outcome → details."""
     phrases = [f"{verb} {', '.join(outcomes[key])}" for key, verb in
                (("win", "wins against"), ("loss", "loses against"), ("tie", "ties with"), ("n/a", "not compared with"))
                if outcomes.get(key)]
-    return f"- {label} ({direction}): QUBO " + "; ".join(phrases) + "."
+    return f"- {label} ({direction}): {ours} " + "; ".join(phrases) + "."
 
 
-def verdict_sentences(results: dict) -> List[str]:
-    """Plain statements, one per metric, of where the (unconstrained) QUBO method wins and where it loses."""
+def verdict_sentences(results: dict, ours: str = "QUBO") -> List[str]:
+    """Plain statements, one per metric, of where an (unconstrained) QUBO configuration wins and where it loses."""
     lines = []
     if "digits" in results:
-        for label, direction, opponent_outcomes in _by_metric(digits_verdicts(results["digits"])):
+        for label, direction, opponent_outcomes in _by_metric(digits_verdicts(results["digits"], ours)):
             outcomes: Dict[str, List[str]] = {}
             for opponent, runs in opponent_outcomes:
-                for nf, outcome, ours, theirs in runs:
-                    outcomes.setdefault(outcome, []).append(f"{opponent} at N_f={nf} ({fmt(ours)} vs {fmt(theirs)})")
-            lines.append(_grouped(f"Digits, {label}", direction, outcomes))
+                for nf, outcome, value, theirs in runs:
+                    outcomes.setdefault(outcome, []).append(f"{opponent} at N_f={nf} ({fmt(value)} vs {fmt(theirs)})")
+            lines.append(_grouped(f"Digits, {label}", direction, outcomes, ours))
     if "imagenet" in results:
-        verdicts = imagenet_verdicts(results["imagenet"])
+        verdicts = imagenet_verdicts(results["imagenet"], ours)
         for label, direction, opponent_outcomes in _by_metric([(v[0], v[1], v[2], v[3:]) for v in verdicts]):
             outcomes = {}
-            for opponent, (outcome, ours, theirs, n) in opponent_outcomes:
-                outcomes.setdefault(outcome, []).append(f"{opponent} ({fmt(ours)} vs {fmt(theirs)}, n={n})")
-            lines.append(_grouped(f"ImageNet, {label}", direction, outcomes))
+            for opponent, (outcome, value, theirs, n) in opponent_outcomes:
+                outcomes.setdefault(outcome, []).append(f"{opponent} ({fmt(value)} vs {fmt(theirs)}, n={n})")
+            lines.append(_grouped(f"ImageNet, {label}", direction, outcomes, ours))
     return lines
 
 
@@ -176,37 +213,38 @@ def _by_metric(verdicts):
     return [(label, direction, items) for (label, direction), items in grouped.items()]
 
 
-def compact_verdicts(results: dict) -> List[str]:
-    """One short line per metric: which opponents the QUBO beats / loses to, and at how many N_f (digits)."""
+def compact_verdicts(results: dict, ours: str = "QUBO") -> List[str]:
+    """One short line per metric: which opponents a QUBO configuration beats / loses to, at how many N_f (digits)."""
     lines = []
     if "digits" in results:
-        for label, direction, opponent_outcomes in _by_metric(digits_verdicts(results["digits"])):
+        for label, direction, opponent_outcomes in _by_metric(digits_verdicts(results["digits"], ours)):
             outcomes: Dict[str, List[str]] = {}
             for opponent, runs in opponent_outcomes:
                 for outcome in ("win", "loss", "tie"):
                     count = sum(o == outcome for _, o, _, _ in runs)
                     if count:
                         outcomes.setdefault(outcome, []).append(f"{opponent} ({count}/{len(runs)} N_f)")
-            lines.append(_grouped(f"Digits, {label}", direction, outcomes))
+            lines.append(_grouped(f"Digits, {label}", direction, outcomes, ours))
     if "imagenet" in results:
-        verdicts = imagenet_verdicts(results["imagenet"])
+        verdicts = imagenet_verdicts(results["imagenet"], ours)
         for label, direction, opponent_outcomes in _by_metric([(v[0], v[1], v[2], v[3]) for v in verdicts]):
             outcomes = {}
             for opponent, outcome in opponent_outcomes:
                 outcomes.setdefault(outcome, []).append(opponent)
-            lines.append(_grouped(f"ImageNet, {label}", direction, outcomes))
+            lines.append(_grouped(f"ImageNet, {label}", direction, outcomes, ours))
     return lines
 
 
-def win_loss_counts(results: dict) -> str:
+def win_loss_counts(results: dict, ours: str = "QUBO") -> str:
     outcomes = []
     if "digits" in results:
-        outcomes += [o for *_, runs in digits_verdicts(results["digits"]) for _, o, _, _ in runs]
+        outcomes += [o for *_, runs in digits_verdicts(results["digits"], ours) for _, o, _, _ in runs]
     if "imagenet" in results:
-        outcomes += [v[3] for v in imagenet_verdicts(results["imagenet"])]
-    return (f"QUBO (unconstrained) against the baselines and the top-K ablation, over all metric comparisons: "
-            f"{outcomes.count('win')} wins, {outcomes.count('loss')} losses, {outcomes.count('tie')} ties "
-            "(on digits' BC, Grad-CAM and Grad-CAM top-K are the same selection, so those count twice).")
+        outcomes += [v[3] for v in imagenet_verdicts(results["imagenet"], ours)]
+    twice = ("(on digits' BC, Grad-CAM and Grad-CAM top-K are the same selection, so those count twice)"
+             if ours != PAPER else "(its BC is compared with Grad-CAM top-K at its own K only)")
+    return (f"{ours} (unconstrained) against the baselines and the top-K ablation, over all metric comparisons: "
+            f"{outcomes.count('win')} wins, {outcomes.count('loss')} losses, {outcomes.count('tie')} ties {twice}.")
 
 
 def markdown_report(results: dict) -> str:
@@ -221,8 +259,9 @@ def markdown_report(results: dict) -> str:
         digits = results["digits"]
         lines += ["## 1. Digits: the paper's disentanglement experiment", "",
                   f"sklearn digits, CNN with the paper's shape (reduce block of N_f maps → linear head), "
-                  f"{digits['per_class']} correctly classified test images per class. QUBO: β = {digits['beta']}, "
-                  f"solved exactly (sampler `{digits['sampler']}`). QUBO k-hot: K = median unconstrained selection "
+                  f"{digits['per_class']} correctly classified test images per class. {options_text(results)}; "
+                  f"solved exactly (sampler `{digits['sampler']}`; the default dense tabu search where an image has more than 24 "
+                  "variables, listed per N_f below). QUBO k-hot: K = median unconstrained selection "
                   "size over the images (images with fewer positive-α maps than K keep all of them). BC columns: the "
                   "QUBO's own selection; for Grad-CAM / Grad-CAM++ / Score-CAM their top-K maps by their own channel "
                   "weights with K = the unconstrained QUBO's size on the same image (METHOD.md §4). Faithfulness "
@@ -230,6 +269,8 @@ def markdown_report(results: dict) -> str:
                   "map formula on the K largest-α maps (no redundancy term).", ""]
         lines += digits_tables(digits)
         lines += [""] + [f"- N_f={run['num_filters']}: test accuracy {run['test_accuracy']:.3f}, "
+                         + (f"solved by {', '.join(f'{m}: `{v}`' for m, v in run['samplers'].items())}, "
+                            if "samplers" in run else "") +
                          f"mean QUBO variables d = {sum(run['qubo_num_variables']) / len(run['qubo_num_variables']):.1f}, "
                          f"k-hot K = {run['k_hot_k']} ({run['k_hot_images_capped']} images capped at d), "
                          f"figure `{run['figure']}`" for run in digits["runs"]] + [""]
@@ -253,10 +294,12 @@ def markdown_report(results: dict) -> str:
                       "K = maps selected."]
         lines += ["", "Matched subset (the photos/evaluations Score-CAM ran on):", ""]
         lines += imagenet_table(imagenet["scorecam_subset"]) + [""]
-    lines += ["## Where the QUBO method wins and where it loses", "", win_loss_counts(results), ""]
-    lines += compact_verdicts(results) + ["", "With the numbers (QUBO's value first):", ""]
-    lines += verdict_sentences(results)
-    return "\n".join(lines) + "\n"
+    lines += ["## Where the QUBO method wins and where it loses", "", options_text(results) + ".", ""]
+    for ours in qubo_configurations(results):
+        lines += [f"### {ours}", "", win_loss_counts(results, ours), ""]
+        lines += compact_verdicts(results, ours) + ["", f"With the numbers ({ours}'s value first):", ""]
+        lines += verdict_sentences(results, ours) + [""]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def readme_results_block(results: dict) -> str:
@@ -278,6 +321,8 @@ def readme_results_block(results: dict) -> str:
     if "imagenet" in results:
         lines += ["EfficientNet-Lite0 on bundled photos (Score-CAM on its affordable subset):", ""]
         lines += imagenet_table(results["imagenet"]["summary"]) + [""]
-    lines += ["Where the QUBO method (unconstrained) wins and loses, per metric:", ""] + compact_verdicts(results)
-    lines += ["", win_loss_counts(results), ""]
+    lines += [options_text(results) + ".", ""]
+    for ours in qubo_configurations(results):
+        lines += [f"Where {ours} (unconstrained) wins and loses, per metric:", ""] + compact_verdicts(results, ours)
+        lines += ["", win_loss_counts(results, ours), ""]
     return "\n".join(lines)

@@ -55,8 +55,9 @@ def _child(spec: dict) -> dict:
                 self.heap.append(tracemalloc.get_traced_memory()[0])
 
     model = train_digits_cnn(16, seed=0)
-    options = (QuboOptions(sampler="exact", max_variables=10) if spec.get("sampler", "exact") == "exact"
-               else QuboOptions(sampler=spec["sampler"]))
+    # The paper's formulation, as in the recorded results (the timings do not hinge on the formulation).
+    options = (QuboOptions.preset("paper", sampler="exact", max_variables=10) if spec.get("sampler", "exact") == "exact"
+               else QuboOptions.preset("paper", sampler=spec["sampler"]))
     settings = ExplainSettings(layer="reduce", options=options)
     out = Path(tempfile.mkdtemp()) / "out"
     probe = HeapProbe()

@@ -63,7 +63,7 @@ def run(per_class: int, seed: int) -> dict:
     model = train_digits_cnn(num_filters=16, seed=seed)
     x, y = chosen_images(model, per_class, seed)
     ink = (x > 0.3).astype(np.float64)
-    methods = {"QUBO": {"layer": "reduce", "method": "qubo", "options": QuboOptions(sampler="exact", seed=seed)},
+    methods = {"QUBO": {"layer": "reduce", "method": "qubo", "options": QuboOptions.preset("paper", sampler="exact", seed=seed)},
                "Grad-CAM": {"layer": "reduce", "method": "grad_cam"}}
     rows = {}
     for name, (family, higher, make, masked) in METRICS.items():

@@ -7,9 +7,10 @@ import pytest
 from captum_qubo.attribution.options import QuboOptions
 from captum_qubo.integrations.dataset import ExplainSettings, load_maps, read_records
 
-#: exact solutions (deterministic, so two runs can be compared sample by sample) on at most 10 maps.
+#: exact solutions (deterministic, so two runs can be compared sample by sample) on at most 10 maps, with the paper's
+#: formulation named explicitly (the tests' expectations, e.g. "0.7 in the folder", are written for it).
 SETTINGS = ExplainSettings(layer="reduce", methods=("qubo", "grad_cam"),
-                           options=QuboOptions(sampler="exact", max_variables=10))
+                           options=QuboOptions.preset("paper", sampler="exact", max_variables=10))
 METHODS = ("qubo", "grad_cam")
 
 

@@ -12,17 +12,34 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from captum_qubo.attribution import QuboFeatureMapAttribution
+from captum_qubo.attribution.options import QuboOptions
 from captum_qubo.solvers.registry import SamplerConfigurationError
 
 EGYPTIAN_CAT = 285
 BETA = 0.7
+# The tests that re-derive the QUBO from α (importance = α, β = 0.7) name the paper's formulation explicitly.
+PAPER = QuboOptions.preset("paper")
 
 
 @pytest.fixture(scope="module")
 def chelsea_explanation(efficientnet, efficientnet_layer, chelsea):
-    explainer = QuboFeatureMapAttribution(efficientnet, efficientnet_layer, sampler="sa", seed=0)
+    explainer = QuboFeatureMapAttribution(efficientnet, efficientnet_layer, options=PAPER, sampler="sa", seed=0)
     attribution = explainer.attribute(chelsea, target=EGYPTIAN_CAT)
     return explainer, attribution
+
+
+def test_the_default_formulation_also_sits_on_the_cat(efficientnet, efficientnet_layer, chelsea):
+    """The library default (contribution, β = 0.9): same face criterion as the paper preset's test below."""
+    explainer = QuboFeatureMapAttribution(efficientnet, efficientnet_layer, sampler="sa", seed=0)
+    upsampled = LayerAttribution.interpolate(explainer.attribute(chelsea, target=EGYPTIAN_CAT), (224, 224),
+                                             "bilinear")[0, 0].clamp(min=0)
+    face = torch.zeros(224, 224, dtype=torch.bool)
+    face[40:224, 30:180] = True
+    assert float(upsampled[face].sum() / upsampled.sum()) > 0.5
+    (selection,) = explainer.last_selections
+    importance = selection.importance  # the contribution α_k·Σf_k; the map's weights stay α
+    assert selection.num_variables == int((importance > 0).sum()) and np.all(importance[selection.channels] > 0)
+    assert torch.all(explainer.last_channel_weights[0, selection.channels] > 0)
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +146,7 @@ def test_exact_sampler_refuses_a_large_layer_with_the_fix(efficientnet, efficien
 
 def test_exact_selection_is_the_brute_force_minimum(digits_model, digits_batch):
     images, labels = digits_batch
-    explainer = QuboFeatureMapAttribution(digits_model, digits_model.reduce, sampler="exact")
+    explainer = QuboFeatureMapAttribution(digits_model, digits_model.reduce, options=PAPER, sampler="exact")
     explainer.attribute(images, target=labels)
     alpha, maps = independent_alpha_and_maps(digits_model, images, labels)
     for i, selection in enumerate(explainer.last_selections):
@@ -138,6 +155,20 @@ def test_exact_selection_is_the_brute_force_minimum(digits_model, digits_batch):
         assert list(selection.channels) == channels
         assert selection.energy == pytest.approx(energy, abs=1e-9)
         np.testing.assert_allclose(selection.importance, alpha[i], rtol=1e-5, atol=1e-9)
+
+
+def test_default_selection_is_the_brute_force_minimum_of_the_contribution_qubo(digits_model, digits_batch):
+    images, labels = digits_batch
+    explainer = QuboFeatureMapAttribution(digits_model, digits_model.reduce, sampler="exact")
+    assert (explainer.options.importance, explainer.beta) == ("contribution", 0.9)
+    explainer.attribute(images, target=labels)
+    alpha, maps = independent_alpha_and_maps(digits_model, images, labels)
+    contribution = alpha * maps.sum(axis=(2, 3))
+    for i, selection in enumerate(explainer.last_selections):
+        channels, energy = brute_force_selection(contribution[i], maps[i], beta=0.9)
+        assert list(selection.channels) == channels
+        assert selection.energy == pytest.approx(energy, rel=1e-6)  # the library computes the contribution in float32
+        np.testing.assert_allclose(selection.importance, contribution[i], rtol=1e-5, atol=1e-9)
 
 
 def test_explanation_map_is_method_section_2(digits_model, digits_batch):

@@ -11,11 +11,13 @@ import torch
 from PIL import Image
 
 from captum_qubo.attribution import QuboFeatureMapAttribution
+from captum_qubo.attribution.options import QuboOptions
 from captum_qubo.cli import main
 from captum_qubo.zoo import imagenet_class_names, load_sample_image
 from captum_qubo.zoo.images import preprocess_image
 
 SA_ARGS = ["--sampler", "sa", "--sampler-kwargs", '{"num_reads": 3, "num_sweeps": 300}', "--seed", "5"]
+PAPER_ARGS = ["--importance", "gradient", "--beta", "0.7"]
 REPOSITORY = str(Path(__file__).resolve().parents[1])
 CAT_CLASSES = ("tiger cat", "Egyptian cat", "tabby")  # neck and neck for chelsea
 
@@ -193,7 +195,8 @@ def test_subcommands_are_pluggable():
 @pytest.fixture(scope="module")
 def chelsea_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("explain")
-    status = main(["explain", "--sample", "chelsea", *SA_ARGS, "--out", str(out), "--no-progress"])
+    # The paper's formulation, named: the report is checked against α (the importance under "gradient").
+    status = main(["explain", "--sample", "chelsea", *SA_ARGS, *PAPER_ARGS, "--out", str(out), "--no-progress"])
     return status, out
 
 
@@ -214,7 +217,8 @@ def test_efficientnet_report_agrees_with_a_direct_attribute_call(chelsea_run, ef
     assert report["layer"] == {"name": "_bn1.activation", "map_shape": [7, 7], "num_maps": 1280}
 
     explainer = QuboFeatureMapAttribution(
-        efficientnet, efficientnet_layer, sampler="sa", sampler_kwargs={"num_reads": 3, "num_sweeps": 300}, seed=5
+        efficientnet, efficientnet_layer, options=QuboOptions.preset("paper"), sampler="sa",
+        sampler_kwargs={"num_reads": 3, "num_sweeps": 300}, seed=5
     )
     explainer.attribute(chelsea, target=predicted)
     direct = explainer.last_selections[0]

@@ -19,6 +19,7 @@ from benchmarks._digits_experiment import run_digits_model, select_correct_per_c
 from benchmarks._imagenet_experiment import PHOTOS, load_photo, run_imagenet  # noqa: E402
 from benchmarks._report import compare, markdown_report, readme_results_block  # noqa: E402
 from captum_qubo.attribution import QuboFeatureMapAttribution  # noqa: E402
+from captum_qubo.attribution.options import QuboOptions  # noqa: E402
 from captum_qubo.metrics import AverageDrop, DeletionAUC, GridPointingGame, build_grid_composites  # noqa: E402
 from captum_qubo.zoo import load_digits_split, preprocess_image  # noqa: E402
 
@@ -54,7 +55,20 @@ def digits_images(digits_model):
 def test_digits_structure_and_qubo_selections(digits_run, digits_model, digits_images):
     images, labels = digits_images
     assert digits_run["num_images"] == 10 * PER_CLASS and Path(digits_run["figure"]).is_file()
-    assert set(digits_run["methods"]) == {"QUBO", "QUBO k-hot", "Grad-CAM", "Grad-CAM++", "Score-CAM", "Grad-CAM top-K"}
+    # The library default ("QUBO", "QUBO k-hot") and, since the default is not the paper's, the paper preset with
+    # Grad-CAM top-K at its own K.
+    assert set(digits_run["methods"]) == {"QUBO", "QUBO k-hot", "Grad-CAM", "Grad-CAM++", "Score-CAM", "Grad-CAM top-K",
+                                          "QUBO paper preset", "Grad-CAM top-K (paper preset's K)"}
+    paper = QuboFeatureMapAttribution(digits_model, digits_model.reduce, options=QuboOptions.preset("paper"),
+                                      sampler="exact", seed=0)
+    paper.attribute(images, target=labels)
+    paper_selected = np.zeros((len(images), 16), dtype=bool)
+    for row, selection in enumerate(paper.last_selections):
+        paper_selected[row, selection.channels] = True
+    np.testing.assert_allclose(digits_run["disentanglement"]["QUBO paper preset"]["matrix"],
+                               bhattacharyya_matrix(paper_selected, labels.numpy()), atol=1e-9)
+    assert digits_run["methods"]["QUBO paper preset"]["mean_selection_size"] == pytest.approx(
+        paper_selected.sum(1).mean())
     # The QUBO's selections, recomputed directly and disentangled with a numpy BC matrix.
     explainer = QuboFeatureMapAttribution(digits_model, digits_model.reduce, sampler="exact", seed=0)
     explainer.attribute(images, target=labels)
@@ -146,8 +160,10 @@ def test_report_is_direction_aware_and_complete(digits_run, imagenet_run, tmp_pa
                  "seed": 0, "num_threads": 1, "machine": "test"},
     }
     report = markdown_report(results)
-    for method in ("QUBO", "QUBO k-hot", "Grad-CAM", "Grad-CAM++", "Score-CAM", "Grad-CAM top-K"):
+    for method in ("QUBO", "QUBO k-hot", "Grad-CAM", "Grad-CAM++", "Score-CAM", "Grad-CAM top-K", "QUBO paper preset",
+                   "Grad-CAM top-K (paper preset's K)"):
         assert f"| {method} |" in report or f"| {method} (K=" in report
+    assert "### QUBO paper preset" in report  # its own win/loss statements
     # The verdict on Average Drop against Grad-CAM follows the digits numbers (lower is better).
     ours, theirs = (digits_run["methods"][m]["average_drop"] for m in ("QUBO", "Grad-CAM"))
     verb = "wins against" if ours < theirs else "loses against" if ours > theirs else "ties with"

@@ -21,7 +21,8 @@ def test_the_command_on_two_ddp_processes_writes_the_single_process_shards(tmp_p
     env = {**os.environ, "PYTHONPATH": REPOSITORY + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "captum_qubo", "explain-dataset", "--dataset", "digits", "--limit",
-                           "40", "--sampler", "exact", "--max-variables", "10", "--devices", "2", "--strategy", "ddp",
+                           "40", "--sampler", "exact", "--max-variables", "10", "--importance", "gradient",
+                           "--beta", "0.7", "--devices", "2", "--strategy", "ddp",  # = SETTINGS
                            "--batch-size", "10", "--no-progress", "--out", str(out)],
                           capture_output=True, text=True, env=env, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -21,7 +21,7 @@ from dataset_helpers import SETTINGS, assert_same_runs, records_by_id
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning",
                                         "ignore::RuntimeWarning")
-EXACT = ["--sampler", "exact", "--max-variables", "10"]
+EXACT = ["--sampler", "exact", "--max-variables", "10", "--importance", "gradient", "--beta", "0.7"]  # = SETTINGS
 
 
 @pytest.fixture

@@ -23,6 +23,23 @@ def test_the_cli_flags_build_the_same_options():
     assert qubo_options(_parse_explain(["--sample", "chelsea"])) == QuboOptions()  # same defaults
 
 
+def test_the_cli_spells_the_librarys_defaults_and_choices():
+    """The flags are spelled out (no torch at --help); they must stay the library's own."""
+    from captum_qubo.cli import qubo_arguments
+    from captum_qubo.formulation.importance import IMPORTANCES
+    from captum_qubo.formulation.qubo import PAIR_CONVENTIONS
+
+    defaults = QuboOptions()
+    assert (qubo_arguments.DEFAULT_IMPORTANCE, qubo_arguments.DEFAULT_BETA) == (defaults.importance, defaults.beta)
+    assert qubo_arguments.IMPORTANCE_CHOICES == IMPORTANCES
+    assert qubo_arguments.PAIR_CONVENTION_CHOICES == PAIR_CONVENTIONS
+    paper = _parse_explain(["--sample", "chelsea", "--importance", "gradient", "--beta", "0.7"])
+    assert qubo_options(paper) == QuboOptions.preset("paper")
+    contrastive = _parse_explain(["--sample", "chelsea", "--importance", "contrastive", "--pair-convention",
+                                  "full_unit_diagonal"])
+    assert qubo_options(contrastive) == QuboOptions(importance="contrastive", pair_convention="full_unit_diagonal")
+
+
 def test_the_callback_takes_options_or_fields(digits_model):
     by_object = QuboExplanationCallback("model.reduce", options=CHOSEN)
     by_fields = QuboExplanationCallback("model.reduce", sampler="tabu", sampler_kwargs={"num_reads": 2},

@@ -11,6 +11,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from captum_qubo.attribution import QuboFeatureMapAttribution
+from captum_qubo.attribution.options import QuboOptions
 from captum_qubo.solvers.registry import SamplerConfigurationError
 from lightning_callbacks import QuboExplanationCallback
 from lightning_callbacks.digits_example import DIGITS_LAYER, DigitsClassifier, DigitsDataModule
@@ -85,7 +86,9 @@ def faithfulness(model, inputs, layer_maps, targets):
 
 def test_logged_values_equal_an_independent_computation_on_the_chosen_samples(trained_module, digits_data):
     data = DigitsDataModule()
-    explainer = callback(batch_size=7)  # 5 explanation batches; the reference below explains all 30 at once
+    # The paper's formulation, named: the reference below takes Grad-CAM's weights α from the QUBO's importance.
+    paper = QuboOptions.preset("paper")
+    explainer = callback(batch_size=7, options=paper)  # 5 explanation batches; the reference explains all 30 at once
     trainer = make_trainer(callbacks=[explainer])
     trainer.validate(trained_module, datamodule=data)  # inference_mode=True, Lightning's default
     logged = {key: value.item() for key, value in trainer.callback_metrics.items()}
@@ -95,7 +98,7 @@ def test_logged_values_equal_an_independent_computation_on_the_chosen_samples(tr
     assert np.bincount(y_val[index].numpy(), minlength=10).tolist() == [NUM_SAMPLES // 10] * 10
     inputs, labels = x_val[index], y_val[index]
     network = trained_module.model.eval()  # the bare CNN, outside Lightning (validate() handed train mode back)
-    attribution = QuboFeatureMapAttribution(network, network.reduce, sampler="exact")
+    attribution = QuboFeatureMapAttribution(network, network.reduce, options=paper, sampler="exact")
     layer_maps = attribution.attribute(inputs, target=labels)
     sets = [s.channels for s in attribution.last_selections]
     sizes = np.array([len(s) for s in sets])

@@ -98,7 +98,11 @@ def test_explainer_solves_the_convention_it_is_given(convention):
 
     model = train_digits_cnn(16, seed=0)
     x, y = load_digits_split(0)[2][:6], load_digits_split(0)[3][:6]
-    explainer = QuboFeatureMapAttribution(model, model.reduce, pair_convention=convention)
+    from captum_qubo.attribution.options import QuboOptions
+
+    # The paper's formulation (β = 0.7, as the brute force below) with the convention changed.
+    explainer = QuboFeatureMapAttribution(model, model.reduce,
+                                          options=QuboOptions.preset("paper", pair_convention=convention))
     explainer.attribute(x, target=y)
     for selection in explainer.last_selections:
         qubo = selection.qubo

@@ -36,6 +36,60 @@ class TargetCheckedForward:
         return output
 
 
+class MarginForward:
+    """Wraps ``forward_func`` to return, per example, the margin z_c − z_r of the target c over the runner-up r.
+
+    r is the highest-scoring class other than c *in this forward pass* (per example; recorded, detached, in
+    :attr:`runner_up`). Captum then differentiates this (N,) score with ``target=None``, so one forward and one
+    backward give ∂(z_c − z_r)/∂f, exactly as one pass gives ∂z_c/∂f for the other importances. Raising here,
+    inside the forward pass, still lets Captum's ``finally`` remove its layer hooks.
+
+    Args:
+        forward_func: the model or any function returning (N, classes) scores, classes ≥ 2.
+        target: the explained class: an int, a list of N ints, or a scalar / (N,) integer tensor.
+        num_examples: N.
+
+    Raises:
+        ValueError: no target, a tuple target, a model with one output or with more than one output dimension,
+            a target list or tensor of the wrong length, an out-of-range class (on the first forward pass).
+        TypeError: a target that is not integer class indices.
+    """
+
+    def __init__(self, forward_func: Callable[..., Tensor], target: TargetType, num_examples: int) -> None:
+        if target is None:
+            raise ValueError(
+                "importance='contrastive' needs the class to explain (it contrasts it with the runner-up class): "
+                "pass target=<class index> (an int, a list of N ints or a 1-D tensor), e.g. output.argmax(1)"
+            )
+        if isinstance(target, tuple) or (isinstance(target, list) and target and isinstance(target[0], tuple)):
+            raise ValueError(
+                f"importance='contrastive' needs class indices of a (N, classes) output, got the index tuple {target!r}; "
+                "use importance='contribution' for models with multi-dimensional outputs"
+            )
+        self.forward_func = forward_func
+        self.target = target
+        self.num_examples = num_examples
+        self.device_ids = getattr(forward_func, "device_ids", None)
+        self.runner_up: Optional[Tensor] = None
+
+    def __call__(self, *args: Any) -> Tensor:
+        output = self.forward_func(*args)
+        if output.dim() != 2 or output.shape[1] < 2:
+            raise ValueError(
+                "importance='contrastive' needs a model that returns (N, classes) scores with at least two classes "
+                f"(it contrasts the target with the runner-up class), but this one returns shape {tuple(output.shape)}; "
+                "use importance='contribution' instead"
+            )
+        check_target(output, self.target, self.num_examples)
+        targets = torch.as_tensor(self.target, device=output.device).long().flatten()
+        targets = targets.expand(output.shape[0]) if targets.numel() == 1 else targets
+        rivals = output.detach().clone()
+        rivals.scatter_(1, targets[:, None], float("-inf"))
+        runner_up = rivals.argmax(dim=1)
+        self.runner_up = runner_up
+        return output.gather(1, targets[:, None])[:, 0] - output.gather(1, runner_up[:, None])[:, 0]
+
+
 def check_target(output: Tensor, target: TargetType, num_examples: int) -> None:
     """Raise a ValueError naming the problem when ``target`` cannot index ``output`` (N, classes, ...)."""
     if target is None:
@@ -128,10 +182,52 @@ def layer_gradients_and_activations(
     Uses ``torch.autograd.grad`` (via Captum), so parameters' ``.grad`` and the model's mode stay untouched.
     """
     inputs = _format_tensor_into_tuples(inputs)
+    wrapped = TargetCheckedForward(forward_func, target, inputs[0].shape[0])
+    return _gradients_and_activations(
+        wrapped, forward_func, layer, inputs, target, additional_forward_args, device_ids, attribute_to_layer_input,
+        grad_kwargs,
+    )
+
+
+def layer_margin_gradients_and_activations(
+    forward_func: Callable[..., Tensor],
+    layer: Module,
+    inputs: Union[Tensor, Tuple[Tensor, ...]],
+    target: TargetType,
+    additional_forward_args: Any,
+    device_ids: Optional[List[int]],
+    attribute_to_layer_input: bool,
+    grad_kwargs: Optional[dict] = None,
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """(∂(z_c − z_r)/∂A, A, r): the margin over the runner-up class r, from one forward and one backward pass.
+
+    As :func:`layer_gradients_and_activations`, with the score wrapped by :class:`MarginForward`; r is (N,) long,
+    the highest-scoring class other than the target per example, from the same forward pass.
+    """
+    inputs = _format_tensor_into_tuples(inputs)
+    wrapped = MarginForward(forward_func, target, inputs[0].shape[0])
+    gradients, activations = _gradients_and_activations(
+        wrapped, forward_func, layer, inputs, None, additional_forward_args, device_ids, attribute_to_layer_input,
+        grad_kwargs,
+    )
+    return gradients, activations, wrapped.runner_up.detach()
+
+
+def _gradients_and_activations(
+    wrapped: Callable[..., Tensor],
+    forward_func: Callable[..., Tensor],
+    layer: Module,
+    inputs: Tuple[Tensor, ...],
+    target: TargetType,
+    additional_forward_args: Any,
+    device_ids: Optional[List[int]],
+    attribute_to_layer_input: bool,
+    grad_kwargs: Optional[dict],
+) -> Tuple[Tensor, Tensor]:
     check_finite_inputs(inputs)
     try:
         gradients, activations = compute_layer_gradients_and_eval(
-            TargetCheckedForward(forward_func, target, inputs[0].shape[0]),
+            wrapped,
             layer,
             inputs,
             target,

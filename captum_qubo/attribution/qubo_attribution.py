@@ -22,7 +22,11 @@ from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
-from captum_qubo.attribution.layer_evaluation import layer_gradients_and_activations, layer_name
+from captum_qubo.attribution.layer_evaluation import (
+    layer_gradients_and_activations,
+    layer_margin_gradients_and_activations,
+    layer_name,
+)
 from captum_qubo.attribution.options import QuboOptions
 from captum_qubo.model_access import find_layer
 from captum_qubo.formulation.batched import (
@@ -31,7 +35,7 @@ from captum_qubo.formulation.batched import (
     build_batched_qubos,
     states_to_channels,
 )
-from captum_qubo.formulation.importance import map_importance
+from captum_qubo.formulation.importance import MARGIN_IMPORTANCES, map_importance
 from captum_qubo.formulation.qubo import build_feature_map_qubo
 from captum_qubo.solvers.batch import solve_batch
 from captum_qubo.solvers.registry import check_sampler_ready, get_sampler
@@ -40,12 +44,14 @@ from captum_qubo.attribution.selection import FeatureMapSelection
 class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
     r"""Explains a prediction by the few feature maps of a conv layer that a QUBO selects.
 
-    Per sample: α_a = mean over positions of ∂z_c/∂f^(a) (the Grad-CAM weight); the maps with
-    α > 0 become binary variables of E(n) = (1−β)·½ Σ J_pq n_p n_q − β Σ h_p n_p (h = α/max α,
+    Per sample: α_a = mean over positions of ∂z_c/∂f^(a) (the Grad-CAM weight) and an importance s_a
+    (``options.importance``: the default contribution α_a·Σ_ij f^(a)_ij, the paper's α itself, ...); the
+    maps with s > 0 become binary variables of E(n) = (1−β)·½ Σ J_pq n_p n_q − β Σ h_p n_p (h = s/max s,
     J = |cosine| between maps), optionally with an exact-cardinality penalty; a sampler minimises
     E; the explanation is ``minmax(Σ_{k∈S} ReLU(α_k f_k))`` over the selected maps S.
+    ``QuboOptions.preset("paper")`` is the paper's formulation (s = α, β = 0.7).
 
-    A sample whose maps all have α ≤ 0 has nothing to select: its explanation is all zeros, its
+    A sample whose maps all have importance ≤ 0 has nothing to select: its explanation is all zeros, its
     selection is empty and a ``RuntimeWarning`` says so.
     """
 
@@ -127,7 +133,9 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
             The selections are in ``self.last_selections``, α on the selected maps in
             ``self.last_channel_weights``; α of every map (the Grad-CAM weights) in
             ``self.last_gradient_weights`` and the layer's (N, C, h, w) activations in
-            ``self.last_activations``, so a Grad-CAM comparison needs no second pass.
+            ``self.last_activations``, so a Grad-CAM comparison needs no second pass. With
+            ``importance="contrastive"`` α is the margin's, ∂(z_c − z_r)/∂f averaged, and each
+            selection's ``runner_up`` names r.
 
         Under :class:`captum.attr.NoiseTunnel` every noisy copy is a sample of its own, so each
         copy gets its own selection (``last_selections`` then holds one per copy) and the tunnel
@@ -151,17 +159,17 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
                 extra_args = tuple(_ordinary(arg) for arg in extra_args)
             target = _ordinary(target)
             start = perf_counter()
-            gradients, activations = layer_gradients_and_activations(
-                self.forward_func,
-                self.layer,
-                inputs,
-                target,
-                extra_args,
-                self.device_ids,
-                attribute_to_layer_input,
-            )
+            runner_up = None
+            arguments = (self.forward_func, self.layer, inputs, target, extra_args, self.device_ids,
+                         attribute_to_layer_input)
+            if self.options.importance in MARGIN_IMPORTANCES:  # one pass on the margin z_c − z_r
+                gradients, activations, runner_up = layer_margin_gradients_and_activations(*arguments)
+            else:
+                gradients, activations = layer_gradients_and_activations(*arguments)
             forward_backward = perf_counter() - start
-        alpha = gradients.mean(dim=(2, 3))  # the map's weight (METHOD.md §2), whatever the QUBO rewards
+        # The map's weight (METHOD.md §2) whatever the QUBO rewards: α of the explained score (z_c, or the
+        # margin z_c − z_r for the contrastive importance).
+        alpha = gradients.mean(dim=(2, 3))
         importance = map_importance(self.options.importance, gradients, activations)
         self._check_layer(activations)
 
@@ -178,6 +186,7 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
         channels = states_to_channels(qubos, solution.states)
         capped = capped_importance(importance, qubos)
         sampler_name = self.sampler_spec if isinstance(self.sampler_spec, str) else _sampler_name(sampler)
+        alpha_numpy = alpha.double().cpu().numpy()
         selections = []
         for i in range(num_samples):
             if not channels[i].size and int(qubos.num_variables[i]) == 0:
@@ -199,6 +208,8 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
                              "solve": solution.solve_seconds[i]},
                     qubo_factory=partial(self._sample_qubo, capped[i], activations[i]),
                     target=targets[i],
+                    alpha=alpha_numpy[i],
+                    runner_up=None if runner_up is None else int(runner_up[i]),
                 )
             )
         selected = torch.zeros_like(importance, dtype=torch.bool)

@@ -22,7 +22,8 @@ class FeatureMapSelection:
 
     Attributes:
         channels: (s,) int layer channel indices of the selected maps, ascending.
-        importance: (C,) the Grad-CAM weights α of every channel of the layer.
+        importance: (C,) the importance the QUBO rewards, for every channel of the layer (the Grad-CAM weights α
+            under ``importance="gradient"``; α_k·Σ_ij f_k,ij under the default ``"contribution"`` ...).
         energy: QUBO energy of the selected state (0.0 for an empty problem).
         num_variables: d, the number of binary variables (maps that entered the QUBO).
         sampler: name (or class name) of the sampler that solved the QUBO.
@@ -32,6 +33,10 @@ class FeatureMapSelection:
         qubo_factory: builds the :class:`~captum_qubo.formulation.qubo.FeatureMapQubo` that was
             solved; read it as :attr:`qubo` (built on first access: the batched solver never needs it).
         target: the output index explained for this sample (None when the model needs none).
+        alpha: (C,) the Grad-CAM weights α of the explained score for every channel (what the map is built
+            from, whatever the importance); None when not recorded.
+        runner_up: with ``importance="contrastive"``, the class r of the margin z_c − z_r (the highest-scoring
+            class other than the target in the explained forward pass); None otherwise.
     """
 
     channels: np.ndarray
@@ -43,6 +48,8 @@ class FeatureMapSelection:
     timings: Dict[str, float]
     qubo_factory: Callable[[], FeatureMapQubo] = field(repr=False)
     target: Optional[Any] = None
+    alpha: Optional[np.ndarray] = field(default=None, repr=False)
+    runner_up: Optional[int] = None
 
     @cached_property
     def qubo(self) -> FeatureMapQubo:
@@ -55,7 +62,7 @@ class FeatureMapSelection:
 
     def to_dict(self) -> Dict[str, Any]:
         """A JSON-serialisable summary (no QUBO matrices; sampler info made JSON-safe)."""
-        return {
+        summary = {
             "channels": [int(c) for c in self.channels],
             "num_selected": self.num_selected,
             "num_variables": self.num_variables,
@@ -70,6 +77,9 @@ class FeatureMapSelection:
             "timings": {name: float(seconds) for name, seconds in self.timings.items()},
             "target": json_safe(self.target),
         }
+        if self.runner_up is not None:
+            summary["runner_up"] = int(self.runner_up)
+        return summary
 
 
 def json_safe(value: Any) -> Any:

@@ -79,7 +79,7 @@ class ImageExplainer:
         size = tuple(inputs.shape[-2:])
         upsampled = LayerAttribution.interpolate(qubo_map.detach(), size, "bilinear")
         # The QUBO pass already computed every α, so Grad-CAM needs no second backward pass.
-        grad_cam = grad_cam_from_weights(torch.as_tensor(selection.importance, device=maps.device), maps, size)
+        grad_cam = grad_cam_from_weights(torch.as_tensor(selection.alpha, device=maps.device), maps, size)
 
         title = f"{name}: {self.loaded.name} predicts {self._class(predicted)} ({float(probabilities[predicted]):.1%})"
         if target != predicted:
@@ -123,7 +123,8 @@ class ImageExplainer:
 
 
 def grad_cam_top_k_energy(selection) -> Optional[float]:
-    """QUBO energy of Grad-CAM's own choice of the same number of maps (largest α), for comparison.
+    """QUBO energy of Grad-CAM's own choice of the same number of maps (largest α among the QUBO's
+    variables), for comparison.
 
     None when nothing was selected. The QUBO's selection has at most this energy when the solver
     found the minimum, since the top-K state is one of the states it minimises over.
@@ -132,7 +133,7 @@ def grad_cam_top_k_energy(selection) -> Optional[float]:
     if size == 0:
         return None
     state = np.zeros(qubo.num_variables)
-    state[np.argsort(-qubo.h, kind="stable")[:size]] = 1.0
+    state[np.argsort(-selection.alpha[qubo.kept], kind="stable")[:size]] = 1.0
     return float(qubo.energies(state))
 
 

@@ -9,6 +9,17 @@
 - ``"gradient_x_activation"`` — Σ_ij (∂z_c/∂f_k,ij)·f_k,ij. Equal to ``"contribution"`` when the gradient is
   constant over positions (pooled-linear heads); exactly map k's term in the logit for *any* head that is linear
   in the layer (e.g. the paper's flatten-then-linear head, where ``"contribution"`` is only an approximation).
+- ``"contrastive"`` — ``"contribution"`` computed on the margin z_c − z_r instead of z_c, where r is the
+  highest-scoring class other than the target in the same forward pass (per sample):
+  ᾱ_k · Σ_ij f_k,ij with ᾱ_k = (1/HW) Σ_ij ∂(z_c − z_r)/∂f_k,ij. For a pooled-linear head it is exactly
+  (w_ck − w_rk)·mean(f_k): map k's share of the margin. Why: class disentanglement (BC, METHOD.md §4) asks that
+  classes rely on *different* maps. ``"gradient"`` and ``"contribution"`` reward a map for supporting c even when it
+  supports the rival r just as much (shared evidence, e.g. a stroke common to 3 and 8); the margin rewards only
+  what separates c from its nearest rival, and a map that supports r more than c gets a negative importance and is
+  pre-filtered out. It costs the same single forward + backward pass: the model is wrapped to return the margin
+  (:class:`~captum_qubo.attribution.layer_evaluation.MarginForward`), so ``gradients`` must be ∂(z_c − z_r)/∂f.
+  With this importance the explanation map is built from ᾱ (the margin's Grad-CAM weight, the only gradient that
+  pass gives): it shows the evidence for c *over* r. It needs a (N, classes) output with at least two classes.
 
 The pre-filter (keep maps with importance > 0) applies to the chosen importance.
 """
@@ -16,7 +27,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
-IMPORTANCES = ("gradient", "contribution", "gradient_x_activation")
+IMPORTANCES = ("gradient", "contribution", "gradient_x_activation", "contrastive")
+
+#: Importances computed on the margin z_c − z_r over the runner-up class (their ``gradients`` are of the margin).
+MARGIN_IMPORTANCES = ("contrastive",)
 
 
 def map_importance(kind: str, gradients: Tensor, activations: Tensor) -> Tensor:
@@ -24,7 +38,7 @@ def map_importance(kind: str, gradients: Tensor, activations: Tensor) -> Tensor:
 
     Args:
         kind: one of :data:`IMPORTANCES`.
-        gradients: (N, C, H, W) ∂z_c/∂f at the layer.
+        gradients: (N, C, H, W) ∂z_c/∂f at the layer; ∂(z_c − z_r)/∂f for :data:`MARGIN_IMPORTANCES`.
         activations: (N, C, H, W) the layer's feature maps f.
 
     Returns:
