@@ -16,7 +16,7 @@ from captum_qubo.formulation.batched import build_batched_qubos
 from captum_qubo.formulation.qubo import build_feature_map_qubo
 from captum_qubo.solvers import get_sampler
 from captum_qubo.solvers.dense_sampler import DenseTabuSampler
-from captum_qubo.solvers.dense_tabu import dense_tabu_search
+from captum_qubo.solvers.dense_tabu import DEFAULT_CAPACITY, dense_tabu_search
 from captum_qubo.solvers.exact import ground_states
 
 
@@ -124,7 +124,7 @@ def test_seeded_runs_are_identical_and_seeds_matter_for_the_starts():
 def test_compiled_and_torch_searches_make_the_same_moves(k):
     """The two implementations of one search (compiled loops on CPU, batched torch ops for GPUs) agree bit for bit:
     every start's best state and energy, in padded batches with holes in the masks, including unconstrained optima
-    that outgrow the 8 slots (β = 0.97) and so take the doubled-capacity re-solve."""
+    that outgrow the default slots (β = 0.97) and so take the doubled-capacity re-solve."""
     rng = np.random.default_rng(21 if k is None else k)
     problems = [build_feature_map_qubo(*random_feature_map_problem(rng, int(d)), beta, "unconstrained")
                 for d, beta in ((30, 0.5), (80, 0.7), (9, 0.9), (120, 0.97), (60, 0.97), (45, 0.7))]
@@ -135,7 +135,7 @@ def test_compiled_and_torch_searches_make_the_same_moves(k):
     assert torch.equal(results[0].start_energies, results[1].start_energies)
     assert not results[0].start_states[~mask[:, None, :].expand_as(results[0].start_states)].any()
     if k is None:
-        assert int(results[0].states.sum(dim=1).max()) > 8  # the re-solve with more slots was exercised
+        assert int(results[0].states.sum(dim=1).max()) > DEFAULT_CAPACITY  # the re-solve was exercised
 
 
 def test_without_numba_auto_falls_back_to_the_same_torch_search(monkeypatch):
