@@ -262,8 +262,8 @@ class QuboExplanationCallback(LightningCallback):
             masks[BASELINE] = top_k_mask(weights, selected.sum(dim=1))
             maps[BASELINE] = explanation_map(torch.where(masks[BASELINE], weights, torch.zeros_like(weights)),
                                              self._attribution.last_activations)
-        saliency = {m: LayerAttribution.interpolate(layer_maps, inputs.shape[2:], "bilinear").clamp(0.0, 1.0).detach()
-                    for m, layer_maps in maps.items()}
+        saliency = {m: LayerAttribution.interpolate(method_maps, inputs.shape[2:], "bilinear").clamp(0.0, 1.0).detach()
+                    for m, method_maps in maps.items()}
         base_scores, masked_scores = masked_confidences_of_methods(
             lambda x: pl_module(x).double(), inputs, list(saliency.values()), targets)
         for method, method_scores in zip(saliency, masked_scores):

@@ -278,20 +278,27 @@ def test_no_hooks_left_after_success_and_after_an_exception(digits_model, digits
     assert no_hooks(digits_model)
 
 
-@pytest.mark.parametrize("training", [False, True])
-def test_mode_and_parameter_grads_untouched(digits_model, digits_batch, training):
-    images, labels = digits_batch
-    model = copy.deepcopy(digits_model).train(training)
-    model.features[0].weight.grad = torch.full_like(model.features[0].weight, 3.0)
+def assert_explaining_leaves_model_alone(model, explain):
+    """``explain()`` keeps every module's train/eval mode and every parameter's ``.grad`` (one set beforehand)."""
+    first = next(model.parameters())
+    first.grad = torch.full_like(first, 3.0)
     before = {name: (None if p.grad is None else p.grad.clone()) for name, p in model.named_parameters()}
     modes = [m.training for m in model.modules()]
-    QuboFeatureMapAttribution(model, model.reduce, sampler="exact").attribute(images, target=labels)
+    explain()
     assert [m.training for m in model.modules()] == modes
     for name, p in model.named_parameters():
         if before[name] is None:
             assert p.grad is None, name
         else:
             assert torch.equal(p.grad, before[name]), name
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_mode_and_parameter_grads_untouched(digits_model, digits_batch, training):
+    images, labels = digits_batch
+    model = copy.deepcopy(digits_model).train(training)
+    assert_explaining_leaves_model_alone(model, lambda: QuboFeatureMapAttribution(
+        model, model.reduce, sampler="exact").attribute(images, target=labels))
 
 
 @pytest.mark.parametrize("grad_mode", [torch.no_grad, torch.inference_mode])

@@ -6,6 +6,7 @@ from torch import nn
 from captum_qubo.attribution import QuboFeatureMapAttribution
 from captum_qubo.attribution.options import QuboOptions
 from captum_qubo.formulation.importance import map_importance
+from test_attribution import assert_explaining_leaves_model_alone  # tests/ is on sys.path
 
 
 class PooledLinear(nn.Module):
@@ -223,17 +224,8 @@ def test_contrastive_misuse_is_a_clear_error_and_leaves_no_hooks(model, target, 
 def test_contrastive_keeps_mode_and_parameter_grads(training):
     model = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.Dropout(0.0),
                           nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3)).train(training)
-    model[0].weight.grad = torch.full_like(model[0].weight, 3.0)
-    before = {name: (None if p.grad is None else p.grad.clone()) for name, p in model.named_parameters()}
-    modes = [m.training for m in model.modules()]
-    QuboFeatureMapAttribution(model, model[2], importance="contrastive", sampler="exact").attribute(
-        _images(n=4), target=[0, 1, 2, 0])
-    assert [m.training for m in model.modules()] == modes
-    for name, p in model.named_parameters():
-        if before[name] is None:
-            assert p.grad is None, name
-        else:
-            assert torch.equal(p.grad, before[name]), name
+    assert_explaining_leaves_model_alone(model, lambda: QuboFeatureMapAttribution(
+        model, model[2], importance="contrastive", sampler="exact").attribute(_images(n=4), target=[0, 1, 2, 0]))
     assert _no_hooks(model)
 
 
