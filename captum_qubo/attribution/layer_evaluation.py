@@ -15,6 +15,8 @@ from captum._utils.typing import TargetType
 from torch import Tensor
 from torch.nn import Module
 
+from captum_qubo.tensor_checks import all_finite
+
 
 class TargetCheckedForward:
     """Wraps ``forward_func`` so that a bad ``target`` is reported against the model's real output shape.
@@ -135,7 +137,7 @@ def _check_indices(indices: Tensor, size: int) -> None:
 def check_finite_inputs(inputs: Sequence[Tensor]) -> None:
     """Raise a ValueError naming the input and the samples that hold NaN or infinite values."""
     for position, tensor in enumerate(inputs):
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+        if not all_finite(tensor):
             bad = (~torch.isfinite(tensor)).flatten(1).any(dim=1).nonzero().flatten().tolist()
             raise ValueError(
                 f"inputs[{position}] contains NaN or inf (samples {bad}); clean or drop those samples "

@@ -26,8 +26,11 @@ from captum_qubo.formulation.qubo import (
     FeatureMapQubo,
     assemble_feature_map_qubo,
     check_pair_convention,
+    coupling_scale,
+    linear_terms,
     pair_terms,
 )
+from captum_qubo.tensor_checks import all_finite
 
 
 class SampleQuboError(ValueError):
@@ -76,11 +79,17 @@ class BatchedFeatureMapQubo:
     @cached_property
     def linear(self) -> Tensor:
         """(B, D) the linear term of the unconstrained energy (−βh under ``"half"``; 0 where padded)."""
-        return pair_terms(self.h, self.J, self.beta, self.pair_convention)[0] * self.mask
+        return linear_terms(self.h, self.beta, self.pair_convention) * self.mask
+
+    @property
+    def quadratic_scale(self) -> float:
+        """c with ``quadratic == c · J``: solvers take J and c, so the batch needs no second (B, D, D) tensor."""
+        return coupling_scale(self.beta, self.pair_convention)
 
     @cached_property
     def quadratic(self) -> Tensor:
-        """(B, D, D) each pair p<q contributes ``quadratic[p, q]`` once ((1−β)J under ``"half"``)."""
+        """(B, D, D) each pair p<q contributes ``quadratic[p, q]`` once ((1−β)J under ``"half"``); built only when
+        asked for (the explainer's solve and energies read J and :attr:`quadratic_scale`)."""
         return pair_terms(self.h, self.J, self.beta, self.pair_convention)[1]
 
     def problem(self, index: int) -> FeatureMapQubo:
@@ -95,7 +104,7 @@ class BatchedFeatureMapQubo:
         """(B,) unconstrained energies of (B, D) 0/1 states (padding must be 0); equals the k_hot
         QUBO's energy on K-hot states."""
         n = states.to(self.h.dtype)
-        return (self.linear * n).sum(dim=1) + 0.5 * torch.einsum("bp,bpq,bq->b", n, self.quadratic, n)
+        return (self.linear * n).sum(dim=1) + 0.5 * self.quadratic_scale * torch.einsum("bp,bpq,bq->b", n, self.J, n)
 
 
 def build_batched_qubos(
@@ -137,8 +146,8 @@ def build_batched_qubos(
         raise ValueError(f"formulation must be one of {FORMULATIONS}, got {formulation!r}")
     check_pair_convention(pair_convention)
     alpha = importance.detach().to(dtype)
-    maps = feature_maps.detach().to(dtype)
-    if not (torch.isfinite(alpha).all() and torch.isfinite(maps).all()):
+    maps = feature_maps.detach()  # converted to ``dtype`` once only the kept maps are gathered
+    if not (all_finite(alpha) and all_finite(maps)):
         raise ValueError("importance and feature maps must be finite (found NaN or inf); check the inputs")
 
     positive = alpha > 0
@@ -172,7 +181,7 @@ def build_batched_qubos(
     h = kept_alpha / torch.where(scale > 0, scale, torch.ones_like(scale))
 
     flat = maps.flatten(2)
-    kept_maps = flat.gather(1, kept[:, :, None].expand(-1, -1, flat.shape[2]))
+    kept_maps = flat.gather(1, kept[:, :, None].expand(-1, -1, flat.shape[2])).to(dtype)
     norms = kept_maps.norm(dim=2, keepdim=True)
     unit = torch.where(norms > 0, kept_maps / torch.where(norms > 0, norms, torch.ones_like(norms)), 0.0)
     unit = unit * mask[:, :, None]

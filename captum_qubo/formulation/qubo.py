@@ -51,12 +51,20 @@ def pair_terms(h, J, beta: float, pair_convention: str = "half"):
     Returns:
         (linear, quadratic), same types as (h, J).
     """
+    return linear_terms(h, beta, pair_convention), coupling_scale(beta, pair_convention) * J
+
+
+def linear_terms(h, beta: float, pair_convention: str = "half"):
+    """The energy's ``linear`` alone (−βh, + (1 − β) for ``"full_unit_diagonal"``), as in :func:`pair_terms`."""
     check_pair_convention(pair_convention)
     linear = -beta * h
-    if pair_convention == "full_unit_diagonal":
-        linear = linear + (1.0 - beta)
-    scale = 1.0 if pair_convention == "half" else 2.0
-    return linear, scale * (1.0 - beta) * J
+    return linear + (1.0 - beta) if pair_convention == "full_unit_diagonal" else linear
+
+
+def coupling_scale(beta: float, pair_convention: str = "half") -> float:
+    """The factor c with ``quadratic = c · J`` under a pair convention: (1 − β), doubled by both ``"full_*"``."""
+    check_pair_convention(pair_convention)
+    return (1.0 if pair_convention == "half" else 2.0) * (1.0 - beta)
 
 
 @dataclass(frozen=True)

@@ -74,8 +74,9 @@ def _solve_dense(qubos: BatchedFeatureMapQubo, seed: Optional[int], sampler_kwar
         # Indexing copies the (B, D, D) couplings: only done when some sample has nothing to solve.
         every = len(nonempty) == batch
         result = dense_tabu_search(
-            qubos.linear if every else qubos.linear[nonempty], qubos.quadratic if every else qubos.quadratic[nonempty],
-            qubos.mask if every else qubos.mask[nonempty], k=qubos.k, seed=seed, **kwargs
+            qubos.linear if every else qubos.linear[nonempty], qubos.J if every else qubos.J[nonempty],
+            qubos.mask if every else qubos.mask[nonempty], k=qubos.k, seed=seed, quadratic_scale=qubos.quadratic_scale,
+            **kwargs
         )
         states[nonempty] = result.states
         iterations = result.iterations
@@ -121,11 +122,11 @@ def selection_energies(qubos: BatchedFeatureMapQubo, states: Tensor) -> np.ndarr
     energy independent of the batch it was solved in.
     """
     energies = np.zeros(qubos.num_problems)
-    linear, quadratic = qubos.linear, qubos.quadratic
+    linear, J, scale = qubos.linear, qubos.J, qubos.quadratic_scale
     for index in range(qubos.num_problems):
         chosen = states[index].nonzero().flatten()
         if chosen.numel():
             single = float(linear[index, chosen].double().sum())
-            pairs = float(quadratic[index][chosen][:, chosen].double().sum()) / 2.0
+            pairs = float((scale * J[index][chosen][:, chosen]).double().sum()) / 2.0
             energies[index] = single + pairs
     return energies

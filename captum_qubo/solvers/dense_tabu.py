@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -82,6 +83,7 @@ def dense_tabu_search(
     patience: Optional[int] = None,
     max_iterations: int = DEFAULT_MAX_ITERATIONS,
     backend: str = "auto",
+    quadratic_scale: float = 1.0,
 ) -> DenseSearchResult:
     """Minimise B dense QUBOs at once.
 
@@ -100,6 +102,8 @@ def dense_tabu_search(
         backend: ``"compiled"`` (numba loops, CPU tensors only, computed in float64), ``"torch"`` (batched tensor
             operations, any device) or ``"auto"`` (compiled on a CPU when numba is installed, torch otherwise).
             They make the same moves.
+        quadratic_scale: the couplings are ``quadratic_scale * quadratic``, each entry scaled as it is read (the
+            same numbers as passing the scaled tensor, without a second (B, D, D) copy).
 
     Returns:
         :class:`DenseSearchResult`.
@@ -113,6 +117,8 @@ def dense_tabu_search(
     if (patience is not None and (not isinstance(patience, int) or patience < 1)) or not isinstance(
             max_iterations, int) or max_iterations < 0:
         raise ValueError(f"patience must be >= 1 and max_iterations >= 0; got {patience!r}, {max_iterations!r}")
+    if not isinstance(quadratic_scale, (int, float)) or not math.isfinite(quadratic_scale):
+        raise ValueError(f"quadratic_scale must be a finite number, got {quadratic_scale!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     batch, width = linear.shape
@@ -136,7 +142,7 @@ def dense_tabu_search(
         sizes, patience)
     keys = _random_keys(sizes, num_starts, width, seed).to(device)
     capacity = min(width, DEFAULT_CAPACITY)
-    search = _run_compiled if compiled else _run_torch
+    search = functools.partial(_run_compiled if compiled else _run_torch, scale=float(quadratic_scale))
     result = search(linear, quadratic, mask, keys, tenure_of, k, capacity, patience_of, max_iterations)
     rows = torch.arange(batch, device=device)
     while k is None and capacity < width:
@@ -168,6 +174,13 @@ def _start_sizes(num_starts: int, k: Optional[int], slots: int) -> Tensor:
     return sizes
 
 
+def _start_order(keys: Tensor, start_sizes: Tensor) -> Tensor:
+    """(B, R, m) each start's first m variables, smallest key first (m: the largest start size); a start takes
+    its first s_r. Only this prefix is ever read, so it is not worth sorting all D keys."""
+    prefix = min(keys.shape[2], int(start_sizes.max()) if len(start_sizes) else 0)
+    return keys.topk(prefix, dim=2, largest=False, sorted=True).indices
+
+
 def _best_of_starts(start_states: Tensor, start_energies: Tensor, iterations: int) -> DenseSearchResult:
     best = start_energies.argmin(dim=1)  # the first start among equals
     rows = torch.arange(best.shape[0], device=best.device)
@@ -175,23 +188,26 @@ def _best_of_starts(start_states: Tensor, start_energies: Tensor, iterations: in
                              start_states=start_states, start_energies=start_energies, iterations=iterations)
 
 
-def _run_compiled(linear, quadratic, mask, keys, tenure, k, capacity, patience, max_iterations) -> DenseSearchResult:
+def _run_compiled(linear, quadratic, mask, keys, tenure, k, capacity, patience, max_iterations, scale
+                  ) -> DenseSearchResult:
     from captum_qubo.solvers.dense_tabu_kernel import dense_tabu_kernel
 
     slots = k if k is not None else capacity
+    start_sizes = _start_sizes(keys.shape[1], k, slots)
     as_array = lambda tensor, dtype: tensor.detach().to(dtype).contiguous().numpy()  # noqa: E731
     states, energies, steps = dense_tabu_kernel(
-        as_array(linear, torch.float64), as_array(quadratic, torch.float64), as_array(mask, torch.bool),
-        as_array(keys.argsort(dim=2, stable=True), torch.long), as_array(tenure, torch.float64),
-        -1 if k is None else k, slots, as_array(_start_sizes(keys.shape[1], k, slots), torch.long),
+        as_array(linear, torch.float64), as_array(quadratic, torch.float64), scale, as_array(mask, torch.bool),
+        as_array(_start_order(keys, start_sizes), torch.long), as_array(tenure, torch.float64),
+        -1 if k is None else k, slots, as_array(start_sizes, torch.long),
         as_array(patience, torch.long), max_iterations,
     )
     return _best_of_starts(torch.from_numpy(states).bool(), torch.from_numpy(energies).to(linear.dtype),
                            int(steps.max()) if steps.size else 0)
 
 
-def _run_torch(linear, quadratic, mask, keys, tenure, k, capacity, patience, max_iterations) -> DenseSearchResult:
-    return _run(_SlotSearch(linear, quadratic, mask, keys, tenure[:, None], k, capacity), patience[:, None],
+def _run_torch(linear, quadratic, mask, keys, tenure, k, capacity, patience, max_iterations, scale
+               ) -> DenseSearchResult:
+    return _run(_SlotSearch(linear, quadratic, scale, mask, keys, tenure[:, None], k, capacity), patience[:, None],
                 max_iterations)
 
 
@@ -226,11 +242,12 @@ class _SlotSearch:
     kept maps recently added), and the search then only grows the set uphill.
     """
 
-    def __init__(self, linear: Tensor, quadratic: Tensor, mask: Tensor, keys: Tensor, tenure: Tensor,
+    def __init__(self, linear: Tensor, quadratic: Tensor, scale: float, mask: Tensor, keys: Tensor, tenure: Tensor,
                  k: Optional[int], capacity: int):
         batch, num_starts, width = keys.shape
         dtype, device = linear.dtype, linear.device
-        self.quadratic, self.tenure, self.constrained = quadratic, tenure.to(dtype)[..., None], k is not None
+        self.quadratic, self.scale = quadratic, scale
+        self.tenure, self.constrained = tenure.to(dtype)[..., None], k is not None
         self.rows = torch.arange(batch, device=device)[:, None]
         self.state = torch.zeros(keys.shape, dtype=dtype, device=device)
         self.fields = linear[:, None, :].expand(keys.shape).clone()
@@ -244,10 +261,11 @@ class _SlotSearch:
         self.filled = torch.zeros((batch, num_starts, slots), dtype=torch.bool, device=device)
         self.selected_rows = torch.zeros((batch, num_starts, slots, width), dtype=dtype, device=device)
 
-        order = keys.argsort(dim=2, stable=True)
         sizes = mask.sum(dim=1)
         # k_hot: start 0 is a greedy K-construction (add the best map K times), the others the K smallest keys.
-        start_size = _start_sizes(num_starts, k, slots).to(device)
+        start_size = _start_sizes(num_starts, k, slots)
+        order = _start_order(keys, start_size)
+        start_size = start_size.to(device)
         for slot in range(int(start_size.max()) if num_starts else 0):
             variable = order[:, :, slot].clone()
             if k is not None:
@@ -266,7 +284,7 @@ class _SlotSearch:
         incoming = torch.where(coming_in, incoming, outgoing)
         rows_index = slot_[..., None].expand(-1, -1, 1, width)
         outgoing_rows = self.selected_rows.gather(2, rows_index).squeeze(2)
-        incoming_rows = self.quadratic[self.rows, incoming]
+        incoming_rows = self.quadratic[self.rows, incoming] * self.scale
         field_in = self.fields.gather(2, incoming[..., None]).squeeze(2)
         field_out = self.fields.gather(2, outgoing[..., None]).squeeze(2)
         coupling = outgoing_rows.gather(2, incoming[..., None]).squeeze(2)

@@ -18,7 +18,7 @@ _IMPROVEMENT = 1e-12  # keep equal to dense_tabu._IMPROVEMENT
 
 
 @njit(cache=True)
-def _apply(slot, incoming, removal, iteration, problem_rows, tenure, state, fields, energy, enter_until, kept_block,
+def _apply(slot, incoming, removal, iteration, problem_rows, scale, tenure, state, fields, energy, enter_until, kept_block,
            selected, filled, selected_rows, end):
     """Put ``incoming`` into ``slot`` (or empty it where ``removal``); returns the new energy."""
     was_filled = filled[slot]
@@ -33,7 +33,7 @@ def _apply(slot, incoming, removal, iteration, problem_rows, tenure, state, fiel
     energy = energy + (delta - (fields[outgoing] if was_filled else 0.0))
     if coming_in:
         for q in range(end):
-            fields[q] = fields[q] + problem_rows[incoming, q]
+            fields[q] = fields[q] + scale * problem_rows[incoming, q]
     if was_filled:
         for q in range(end):
             fields[q] = fields[q] - selected_rows[slot, q]
@@ -48,7 +48,7 @@ def _apply(slot, incoming, removal, iteration, problem_rows, tenure, state, fiel
     filled[slot] = coming_in
     if coming_in:
         for q in range(end):
-            selected_rows[slot, q] = problem_rows[incoming, q]
+            selected_rows[slot, q] = scale * problem_rows[incoming, q]
     elif was_filled:
         for q in range(end):
             selected_rows[slot, q] = 0.0
@@ -56,7 +56,7 @@ def _apply(slot, incoming, removal, iteration, problem_rows, tenure, state, fiel
 
 
 @njit(cache=True)
-def _search_one_start(linear, problem_rows, real, order, size, tenure, k, slots, start_size, greedy_start, patience,
+def _search_one_start(linear, problem_rows, scale, row_max, real, order, size, tenure, k, slots, start_size, greedy_start, patience,
                       max_iterations, best_state_out):
     """One start of one problem; writes its best state into ``best_state_out`` and returns (best energy, steps)."""
     width = linear.shape[0]
@@ -87,61 +87,79 @@ def _search_one_start(linear, problem_rows, real, order, size, tenure, k, slots,
                 value = fields[q] + enter_until[q] + kept_block[q]
                 if value < lowest:
                     lowest, variable = value, q
-        energy = _apply(slot, variable, False, -1, problem_rows, tenure, state, fields, energy, enter_until,
+        energy = _apply(slot, variable, False, -1, problem_rows, scale, tenure, state, fields, energy, enter_until,
                         kept_block, selected, filled, selected_rows, end)
     best_energy = energy
     best_state_out[:] = state
 
     allowed = np.empty(width)
     entering = np.empty(width)
+    bounds = np.empty(slots)
+    ordered = np.empty(slots, dtype=np.int64)
     stale = 0
     steps = 0
     for iteration in range(max_iterations):
         if stale >= patience:
             break
-        for q in range(width):
+        # An empty slot's candidates (additions) are the same for every empty slot: computed with the fields.
+        empty_min, empty_incoming, empty_any, empty_any_incoming = np.inf, 0, np.inf, 0
+        for q in range(end):  # no variable beyond the last real one can enter
             allowed[q] = fields[q] + kept_block[q] + padding_block[q]
             entering[q] = np.inf if enter_until[q] > iteration else allowed[q]
-        # An empty slot's candidates are the same for every empty slot: computed once.
-        empty_min, empty_incoming, empty_any, empty_any_incoming = np.inf, 0, np.inf, 0
-        empty_done = False
-        move_delta, move_slot, move_incoming, move_removal = np.inf, 0, 0, False
+            if entering[q] < empty_min:
+                empty_min, empty_incoming = entering[q], q
+            if allowed[q] < empty_any:
+                empty_any, empty_any_incoming = allowed[q], q
+        # The winner is the lowest (swap change, slot) pair, with removals after every swap among ties. Slots are
+        # visited most promising first, and a slot is skipped when even its lower bound (no map enters for less
+        # than the lowest allowed field, and no kept row couples more than its largest entry) cannot win, so the
+        # moves are those of a full scan in slot order.
+        move_delta, move_slot, move_incoming, move_removal = np.inf, slots, 0, False
+        filled_count = 0
         for slot in range(slots):
             if filled[slot]:
-                field_out = fields[selected[slot]]
-                per_slot, incoming, any_slot, any_incoming = np.inf, 0, np.inf, 0
-                for q in range(end):
-                    row_value = selected_rows[slot, q]
-                    value = entering[q] - row_value
-                    if value < per_slot:
-                        per_slot, incoming = value, q
-                    value = allowed[q] - row_value
-                    if value < any_slot:
-                        any_slot, any_incoming = value, q
-            else:
-                field_out = 0.0
-                if not empty_done:
-                    for q in range(end):
-                        if entering[q] - 0.0 < empty_min:
-                            empty_min, empty_incoming = entering[q] - 0.0, q
-                        if allowed[q] - 0.0 < empty_any:
-                            empty_any, empty_any_incoming = allowed[q] - 0.0, q
-                    empty_done = True
-                per_slot, incoming, any_slot, any_incoming = empty_min, empty_incoming, empty_any, empty_any_incoming
+                bound = (empty_any - row_max[selected[slot]]) - fields[selected[slot]]
+                position = filled_count
+                while position > 0 and bounds[position - 1] > bound:
+                    bounds[position], ordered[position] = bounds[position - 1], ordered[position - 1]
+                    position -= 1
+                bounds[position], ordered[position] = bound, slot
+                filled_count += 1
+            elif move_slot == slots:
+                swap, incoming = empty_min, empty_incoming
+                # Aspiration: a tabu map may enter when that reaches a new best energy.
+                if energy + empty_any < best_energy - _IMPROVEMENT:
+                    swap, incoming = empty_any, empty_any_incoming
+                move_delta, move_slot, move_incoming = swap, slot, incoming
+        removal_delta, removal_slot = np.inf, 0
+        if not constrained:
+            for slot in range(slots):
+                if filled[slot] and -fields[selected[slot]] < removal_delta:
+                    removal_delta, removal_slot = -fields[selected[slot]], slot
+        for position in range(filled_count):
+            bound, slot = bounds[position], ordered[position]
+            if bound > removal_delta or bound > move_delta or (bound == move_delta and slot > move_slot):
+                continue
+            field_out = fields[selected[slot]]
+            per_slot, incoming, any_slot, any_incoming = np.inf, 0, np.inf, 0
+            for q in range(end):
+                row_value = selected_rows[slot, q]
+                value = entering[q] - row_value
+                if value < per_slot:
+                    per_slot, incoming = value, q
+                value = allowed[q] - row_value
+                if value < any_slot:
+                    any_slot, any_incoming = value, q
             swap = per_slot - field_out
-            # Aspiration: a tabu map may enter when that reaches a new best energy.
             if energy + any_slot - field_out < best_energy - _IMPROVEMENT:
                 swap, incoming = any_slot - field_out, any_incoming
-            if swap < move_delta:
+            if swap < move_delta or (swap == move_delta and slot < move_slot):
                 move_delta, move_slot, move_incoming = swap, slot, incoming
-        if not constrained:
-            # Removals come after every swap/addition in the order of ties.
-            for slot in range(slots):
-                if filled[slot] and -fields[selected[slot]] < move_delta:
-                    move_delta, move_slot, move_removal = -fields[selected[slot]], slot, True
+        if removal_delta < move_delta:
+            move_delta, move_slot, move_removal = removal_delta, removal_slot, True
         if not np.isfinite(move_delta):
             break
-        energy = _apply(move_slot, move_incoming, move_removal, iteration, problem_rows, tenure, state, fields, energy,
+        energy = _apply(move_slot, move_incoming, move_removal, iteration, problem_rows, scale, tenure, state, fields, energy,
                         enter_until, kept_block, selected, filled, selected_rows, end)
         steps = iteration + 1
         if energy < best_energy - _IMPROVEMENT:
@@ -154,12 +172,13 @@ def _search_one_start(linear, problem_rows, real, order, size, tenure, k, slots,
 
 
 @njit(cache=True)
-def dense_tabu_kernel(linear, quadratic, mask, order, tenure, k, slots, start_sizes, patience, max_iterations):
+def dense_tabu_kernel(linear, quadratic, scale, mask, order, tenure, k, slots, start_sizes, patience, max_iterations):
     """Every start of every problem, one after another.
 
     Args:
-        linear: (B, D) float64. quadratic: (B, D, D) float64, symmetric, zero diagonal. mask: (B, D) bool.
-        order: (B, R, D) int64, each start's variables in the order its random start takes them.
+        linear: (B, D) float64. quadratic: (B, D, D) float64, symmetric, zero diagonal; the couplings are
+            ``scale * quadratic``, scaled as read. mask: (B, D) bool.
+        order: (B, R, m) int64, the first m variables of each start, in the order its random start takes them.
         tenure: (B,) float64 tabu tenure per problem. k: cardinality, or -1 for unconstrained.
         slots: kept-map slots (k for k_hot). start_sizes: (R,) int64 maps in each start's initial set.
         patience: (B,) int64 steps without improvement after which a start stops, per problem.
@@ -168,7 +187,8 @@ def dense_tabu_kernel(linear, quadratic, mask, order, tenure, k, slots, start_si
     Returns:
         (B, R, D) float64 best states, (B, R) float64 best energies, (B, R) int64 steps taken.
     """
-    batch, starts, width = order.shape
+    batch, starts = order.shape[:2]
+    width = linear.shape[1]
     best_states = np.zeros((batch, starts, width))
     best_energies = np.zeros((batch, starts))
     steps = np.zeros((batch, starts), dtype=np.int64)
@@ -177,9 +197,15 @@ def dense_tabu_kernel(linear, quadratic, mask, order, tenure, k, slots, start_si
         for q in range(width):
             if mask[b, q]:
                 size += 1
+        # Each variable's largest coupling: the swap scan's lower bounds.
+        row_max = np.full(width, -np.inf)
+        for p in range(width):
+            for q in range(width):
+                if mask[b, q] and scale * quadratic[b, p, q] > row_max[p]:
+                    row_max[p] = scale * quadratic[b, p, q]
         for r in range(starts):
             best_energies[b, r], steps[b, r] = _search_one_start(
-                linear[b], quadratic[b], mask[b], order[b, r], size, tenure[b], k, slots, start_sizes[r],
+                linear[b], quadratic[b], scale, row_max, mask[b], order[b, r], size, tenure[b], k, slots, start_sizes[r],
                 k >= 0 and r == 0, patience[b], max_iterations, best_states[b, r],
             )
     return best_states, best_energies, steps
