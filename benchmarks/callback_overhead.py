@@ -5,7 +5,9 @@
 An epoch is timed from ``on_train_epoch_start`` to ``on_train_epoch_end``, which in Lightning 2.x
 includes the validation run and so the callback's work. The first epoch of each run is dropped
 (warm-up), the median of the rest is reported; configurations are interleaved across repeats so a
-busy machine slows them alike. Writes benchmarks/results/callback_overhead.{json,md}.
+busy machine slows them alike. A second measurement compares explained and plain epochs of one run (the default
+callback explaining every other epoch), which a shared machine's slow and fast phases cannot bias.
+Writes benchmarks/results/callback_overhead.{json,md}.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from lightning_callbacks import QuboExplanationCallback
 from lightning_callbacks.digits_example import DIGITS_LAYER, DigitsClassifier, DigitsDataModule
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ALTERNATING = "dense-tabu (default), no pictures"
 CONFIGS = {
     "no callback": None,
     "dense-tabu (default), no pictures": dict(images_every_n_epochs=0),
@@ -62,13 +65,14 @@ class HookEnd(HookStart):
         self.timer.hook_seconds.append(time.perf_counter() - self.timer._hook_start)
 
 
-def epoch_seconds(options, epochs: int, num_samples: int, log_dir: str) -> tuple:
+def epoch_seconds(options, epochs: int, num_samples: int, log_dir: str, every_n_epochs: int = 1) -> tuple:
     """(epoch seconds, seconds in the explainer's hook) of every epoch after the first."""
     pl.seed_everything(0, verbose=False)
     timer = EpochTimer()
     callbacks = [timer, HookStart(timer), HookEnd(timer)]
     if options is not None:
-        callbacks.insert(2, QuboExplanationCallback(DIGITS_LAYER, num_samples=num_samples, **options))
+        callbacks.insert(2, QuboExplanationCallback(DIGITS_LAYER, num_samples=num_samples,
+                                                    every_n_epochs=every_n_epochs, **options))
     logger = TensorBoardLogger(log_dir) if options and options.get("images_every_n_epochs") else False
     pl.Trainer(max_epochs=epochs, callbacks=callbacks, logger=logger, enable_progress_bar=False,
                enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0).fit(
@@ -93,6 +97,19 @@ def main() -> None:
             epochs, hook = epoch_seconds(options, args.epochs, args.num_samples, args.log_dir)
             samples[name] += epochs
             hooks[name] += hook
+    # The same comparison inside one run: the default callback explains every other epoch, so explained and plain
+    # epochs alternate in one process and a machine's slow and fast phases hit both alike.
+    explained, plain = [], []
+    for _ in range(args.repeats):
+        epochs, _ = epoch_seconds(CONFIGS[ALTERNATING], 2 * args.epochs + 1, args.num_samples, args.log_dir, 2)
+        # epoch_seconds drops epoch 0; epochs 1, 3, 5 ... explain ((epoch + 1) % 2 == 0), 2, 4 ... do not.
+        explained += epochs[0::2]
+        plain += epochs[1::2]
+    alternating = {"configuration": f"{ALTERNATING}, every other epoch (one run)",
+                   "median_explained_epoch_seconds": statistics.median(explained),
+                   "median_plain_epoch_seconds": statistics.median(plain),
+                   "ratio": statistics.median(explained) / statistics.median(plain),
+                   "explained_epochs": len(explained), "plain_epochs": len(plain)}
     baseline = statistics.median(samples["no callback"])
     rows = [{"configuration": name, "median_epoch_seconds": statistics.median(times),
              "ratio_to_no_callback": statistics.median(times) / baseline,
@@ -105,12 +122,17 @@ def main() -> None:
     setting = (f"digits CNN (N_f=16), 1257 train / 540 validation images, batch 64, {args.num_samples} explained "
                f"samples, {args.threads} torch thread(s), {platform.processor() or platform.machine()}, "
                f"torch {torch.__version__}, lightning {pl.__version__}")
-    table = "\n".join([header] + lines)
+    table = "\n".join([header] + lines) + (
+        "\n\nWithin one run, explaining every other epoch (explained epochs ÷ plain epochs of the same run):\n\n"
+        "| configuration | median explained epoch s | median plain epoch s | ratio |\n|---|---:|---:|---:|\n"
+        f"| {alternating['configuration']} | {alternating['median_explained_epoch_seconds']:.3f} | "
+        f"{alternating['median_plain_epoch_seconds']:.3f} | {alternating['ratio']:.2f} |")
     print(table + "\n\n" + setting)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "callback_overhead.md").write_text(f"# QuboExplanationCallback overhead\n\n{setting}\n\n{table}\n")
     (RESULTS / "callback_overhead.json").write_text(json.dumps(
-        {"setting": setting, "rows": rows, "epoch_seconds": samples, "explainer_hook_seconds": hooks}, indent=2))
+        {"setting": setting, "rows": rows, "epoch_seconds": samples, "explainer_hook_seconds": hooks,
+         "alternating": alternating, "alternating_epoch_seconds": {"explained": explained, "plain": plain}}, indent=2))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@
 2. Scaling in d: a random dense family with the head's statistics (sparse non-negative 7×7 maps, |normal| α),
    d = 100 … 2000, batch 8: dense-tabu time per problem and agreement with a 32-start, patience-200 run.
 3. Solve time per problem vs batch size (1, 8, 24, 72) on the real QUBOs.
+   Small problems (d = 6–16): exhaustive enumeration, exact and the default up to EXHAUSTIVE_MAX_VARIABLES,
+   against the tabu search alone.
 4. The default on the 64 held-out real QUBOs (tests/data/head_qubo_best_known_holdout.json): its patience was
    chosen without them; its number of starts was raised to 32 after 24 starts missed one of them.
 5. The explainer's default formulation (contribution, β = 0.9) on all 136 inputs, against a long run of itself.
@@ -31,7 +33,7 @@ from benchmarks._head_qubos import head_importance_and_maps
 from captum_qubo.formulation.batched import build_batched_qubos
 from captum_qubo.formulation.importance import map_importance
 from captum_qubo.solvers.batch import selection_energies
-from captum_qubo.solvers.dense_tabu import dense_tabu_search
+from captum_qubo.solvers.dense_tabu import EXHAUSTIVE_MAX_VARIABLES, dense_tabu_search
 from captum_qubo.solvers.registry import sample_lowest_energy
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -44,6 +46,7 @@ DIMOD_SOLVERS = ("sa", "tabu", "steepest")
 # operations (what runs on a GPU; timed here on the CPU).
 BACKENDS = (("compiled", "dense-tabu (default, compiled CPU search)"), ("torch", "dense-tabu, torch backend (the GPU path)"))
 SIZES = (100, 250, 500, 1000, 2000)
+SMALL_SIZES = (6, 8, 10, 12, 13, 14, 16)
 
 
 def best_known(formulation, k, instance_set="tuning"):
@@ -58,7 +61,8 @@ def real_rows(importance, maps, names, dimod_instances):
         qubos = build_batched_qubos(importance, maps, 0.7, formulation, k)
         for backend, label in BACKENDS:
             start = time.perf_counter()
-            result = dense_tabu_search(qubos.linear, qubos.quadratic, qubos.mask, k=k, seed=0, backend=backend)
+            result = dense_tabu_search(qubos.linear, qubos.J, qubos.mask, k=k, seed=0, backend=backend,
+                                       quadratic_scale=qubos.quadratic_scale)
             batch_seconds = (time.perf_counter() - start) / len(names)
             energies = selection_energies(qubos, result.states)
             hits = [energies[i] <= reference[n] + 1e-9 for i, n in enumerate(names)]
@@ -66,7 +70,8 @@ def real_rows(importance, maps, names, dimod_instances):
             for i in range(len(names)):
                 one = build_batched_qubos(importance[i:i + 1], maps[i:i + 1], 0.7, formulation, k)
                 start = time.perf_counter()
-                dense_tabu_search(one.linear, one.quadratic, one.mask, k=k, seed=0, backend=backend)
+                dense_tabu_search(one.linear, one.J, one.mask, k=k, seed=0, backend=backend,
+                                  quadratic_scale=one.quadratic_scale)
                 single.append(time.perf_counter() - start)
             rows.append({"formulation": formulation if k is None else f"k_hot K={k}", "solver": label,
                          "instances": len(names), "hits": int(sum(hits)),
@@ -134,7 +139,8 @@ def random_family(d: int, batch: int, seed: int):
 
 def timed_search(qubos, backend: str, **options):
     start = time.perf_counter()
-    result = dense_tabu_search(qubos.linear, qubos.quadratic, qubos.mask, backend=backend, **options)
+    result = dense_tabu_search(qubos.linear, qubos.J, qubos.mask, backend=backend,
+                               quadratic_scale=qubos.quadratic_scale, **options)
     return result, time.perf_counter() - start
 
 
@@ -155,6 +161,26 @@ def scaling_rows():
     return rows
 
 
+def small_rows():
+    """Small problems (d = 6–16, the random family, batch 64): exhaustive enumeration against the tabu search alone,
+    the data behind EXHAUSTIVE_MAX_VARIABLES."""
+    rows = []
+    for d in SMALL_SIZES:
+        importance, maps = random_family(d, 64, seed=100 + d)
+        qubos = build_batched_qubos(importance, maps, 0.9)
+        for k in (None, 3):
+            timings = {}
+            for label, limit in (("enumeration", 30), ("tabu", 0)):
+                runs = [timed_search(qubos, "compiled", k=k, seed=0, exhaustive_max_variables=limit) for _ in range(3)]
+                timings[label] = (runs[0][0], min(seconds for _, seconds in runs))
+            exact, tabu = timings["enumeration"][0], timings["tabu"][0]
+            rows.append({"d": d, "formulation": "unconstrained" if k is None else f"k_hot K={k}", "problems": 64,
+                         "enumeration_ms_per_problem": 1e3 * timings["enumeration"][1] / 64,
+                         "tabu_ms_per_problem": 1e3 * timings["tabu"][1] / 64,
+                         "tabu_optimal": int((tabu.energies <= exact.energies + 1e-9).sum())})
+    return rows
+
+
 def batch_rows(importance, maps):
     rows = []
     for batch in (1, 8, 24, 72):
@@ -166,7 +192,7 @@ def batch_rows(importance, maps):
     return rows
 
 
-def markdown(real, holdout, default_rows, scaling, batches, setting):
+def markdown(real, holdout, default_rows, scaling, small, batches, setting):
     lines = [f"Solvers on real EfficientNet-Lite0 head QUBOs ({setting})", "",
              "| formulation | solver | hits best-known | median solve ms (one problem) | ms per problem (batch of 72) |",
              "|---|---|---:|---:|---:|"]
@@ -190,6 +216,12 @@ def markdown(real, holdout, default_rows, scaling, batches, setting):
               "mean maps selected |", "|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['d']} | {r['ms_per_problem']:.1f} | {r['torch_ms_per_problem']:.1f} | "
               f"{r['matches_32_starts']}/{r['problems']} | {r['mean_selected']:.1f} |" for r in scaling]
+    lines += ["", f"Small problems: exhaustive enumeration (exact; the default up to d = {EXHAUSTIVE_MAX_VARIABLES}) against "
+              "the tabu search alone (random family, β = 0.9, batch 64, compiled, best of 3)", "",
+              "| d | formulation | enumeration ms per problem | tabu ms per problem | tabu reaches the optimum |",
+              "|---:|---|---:|---:|---:|"]
+    lines += [f"| {r['d']} | {r['formulation']} | {r['enumeration_ms_per_problem']:.3f} | {r['tabu_ms_per_problem']:.3f} | "
+              f"{r['tabu_optimal']}/{r['problems']} |" for r in small]
     lines += ["", "dense-tabu solve time per problem vs batch size (real QUBOs, unconstrained)", "",
               "| batch | ms per problem (compiled) | ms per problem (torch backend) |", "|---:|---:|---:|"]
     lines += [f"| {r['batch']} | {r['compiled_ms_per_problem']:.1f} | {r['torch_ms_per_problem']:.1f} |"
@@ -210,15 +242,16 @@ def main() -> None:
     holdout = holdout_rows()
     default_rows = default_formulation_rows()
     scaling = scaling_rows()
+    small = small_rows()
     batches = batch_rows(importance, maps)
     setting = f"torch {torch.__version__} CPU, 1 thread, load average {os.getloadavg()[0]:.1f}"
-    table = markdown(real, holdout, default_rows, scaling, batches, setting)
+    table = markdown(real, holdout, default_rows, scaling, small, batches, setting)
     print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "solver_table.md").write_text(table)
     (RESULTS / "solver_table.json").write_text(
         json.dumps({"setting": setting, "real": real, "holdout": holdout, "default_formulation": default_rows,
-                    "scaling": scaling, "batches": batches},
+                    "scaling": scaling, "small": small, "batches": batches},
                    indent=2))
 
 

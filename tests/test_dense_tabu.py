@@ -6,6 +6,8 @@ dwave-samplers' annealing and tabu search found (tests/data/head_qubo_best_known
 """
 from __future__ import annotations
 
+import itertools
+
 import dimod
 import dimod.testing
 import numpy as np
@@ -29,9 +31,13 @@ def random_feature_map_problem(rng: np.random.Generator, d: int):
     return alpha, maps
 
 
-@pytest.mark.parametrize("backend", ["compiled", "torch"])
+# The tabu search alone (both implementations), and the default: enumeration up to 13 variables, tabu above.
+SOLVERS = [("compiled", 0), ("torch", 0), ("compiled", None)]
+
+
+@pytest.mark.parametrize("backend, exhaustive", SOLVERS, ids=["compiled-tabu", "torch-tabu", "default"])
 @pytest.mark.parametrize("seed", range(4))
-def test_equals_brute_force_on_random_feature_map_qubos(seed, backend):
+def test_equals_brute_force_on_random_feature_map_qubos(seed, backend, exhaustive):
     """40 QUBOs per seed, each unconstrained and k_hot (≥ 300 instances in all): d = 2–16 plus one of d = 17–20, in
     padded batches (a problem's result does not depend on its batch: tested below)."""
     rng = np.random.default_rng(seed)
@@ -47,7 +53,8 @@ def test_equals_brute_force_on_random_feature_map_qubos(seed, backend):
     for (formulation, k), members in groups.items():
         problems = [build_feature_map_qubo(*instances[i][:3], formulation, k) for i in members
                     if k is None or (instances[i][0] > 0).sum() >= k]
-        states = dense_tabu_search(*_padded_batch(problems), k=k, backend=backend).states.numpy()
+        states = dense_tabu_search(*_padded_batch(problems), k=k, backend=backend,
+                                   exhaustive_max_variables=exhaustive).states.numpy()
         for problem, state in zip(problems, states):
             _, optimum = ground_states(problem.linear, problem.quadratic, problem.offset)
             state = state[: problem.num_variables]
@@ -66,10 +73,11 @@ def test_equals_brute_force_on_real_digits_qubos(digits_model, digits_data):
         digits_model, digits_model.reduce, images[:40], labels[:40], None, None, False
     )
     alpha = gradients.mean(dim=(2, 3))
-    for formulation, k in (("unconstrained", None), ("k_hot", 2), ("k_hot", 3)):
+    for (formulation, k), exhaustive in itertools.product(
+            (("unconstrained", None), ("k_hot", 2), ("k_hot", 3)), (0, None)):
         usable = ((alpha > 0).sum(dim=1) >= (k or 1)).nonzero().flatten()
         batch = build_batched_qubos(alpha[usable], maps[usable], 0.7, formulation, k)
-        result = dense_tabu_search(batch.linear, batch.quadratic, batch.mask, k=k)
+        result = dense_tabu_search(batch.linear, batch.quadratic, batch.mask, k=k, exhaustive_max_variables=exhaustive)
         assert len(usable) >= 30
         for row, index in enumerate(usable.tolist()):
             problem = build_feature_map_qubo(alpha[index].double().numpy(), maps[index].double().numpy(), 0.7,
@@ -130,7 +138,8 @@ def test_compiled_and_torch_searches_make_the_same_moves(k):
                 for d, beta in ((30, 0.5), (80, 0.7), (9, 0.9), (120, 0.97), (60, 0.97), (45, 0.7))]
     linear, quadratic, mask = _padded_batch(problems)
     mask[1, 3] = mask[4, 10] = False  # a hole: that variable is not real
-    results = [dense_tabu_search(linear, quadratic, mask, k=k, seed=4, backend=b) for b in ("compiled", "torch")]
+    results = [dense_tabu_search(linear, quadratic, mask, k=k, seed=4, backend=b, exhaustive_max_variables=0)
+               for b in ("compiled", "torch")]
     assert torch.equal(results[0].start_states, results[1].start_states)
     assert torch.equal(results[0].start_energies, results[1].start_energies)
     assert not results[0].start_states[~mask[:, None, :].expand_as(results[0].start_states)].any()
@@ -139,17 +148,63 @@ def test_compiled_and_torch_searches_make_the_same_moves(k):
 
 
 def test_without_numba_auto_falls_back_to_the_same_torch_search(monkeypatch):
+    """Without numba every problem, small ones included (no enumeration then), takes the torch tabu search."""
     from captum_qubo.solvers import dense_tabu
 
     rng = np.random.default_rng(5)
-    linear, quadratic, mask = _padded_batch([build_feature_map_qubo(*random_feature_map_problem(rng, 30), 0.7)])
-    compiled = dense_tabu_search(linear, quadratic, mask, backend="compiled")
+    linear, quadratic, mask = _padded_batch(
+        [build_feature_map_qubo(*random_feature_map_problem(rng, d), 0.7) for d in (30, 8)])
+    compiled = dense_tabu_search(linear, quadratic, mask, backend="compiled", exhaustive_max_variables=0)
     monkeypatch.setattr(dense_tabu, "compiled_search_available", lambda: False)
-    monkeypatch.setattr(dense_tabu, "_run_compiled", lambda *args: pytest.fail("the compiled search ran"))
+    monkeypatch.setattr(dense_tabu, "_run_compiled", lambda *args, **kwargs: pytest.fail("the compiled search ran"))
+    monkeypatch.setattr(dense_tabu, "_enumerate", lambda *args: pytest.fail("the compiled enumeration ran"))
     fallback = dense_tabu_search(linear, quadratic, mask)
     assert torch.equal(fallback.start_states, compiled.start_states)
     with pytest.raises(ImportError, match="pip install numba"):
         dense_tabu_search(linear, quadratic, mask, backend="compiled")
+
+
+def test_small_problems_are_enumerated_exactly_with_ties_to_the_lowest_binary_index():
+    """Up to ``exhaustive_max_variables`` the result is the brute-force optimum itself (no steps taken), every start
+    holds it, and between equal energies the state with the lower Σ n_p 2^p wins: here variables 0 and 1 are exact
+    copies (equal linear terms and couplings), so {0, 2} and {1, 2} tie at −0.625 (dyadic numbers: exact
+    arithmetic on any path) and {0, 2} must win."""
+    linear = torch.tensor([[-0.5, -0.5, -0.25]], dtype=torch.float64)
+    quadratic = torch.tensor([[[0.0, 1.0, 0.125], [1.0, 0.0, 0.125], [0.125, 0.125, 0.0]]], dtype=torch.float64)
+    for k in (None, 2):
+        result = dense_tabu_search(linear, quadratic, k=k, num_starts=5)
+        assert result.states[0].tolist() == [True, False, True] and float(result.energies[0]) == -0.625
+        assert result.iterations == 0 and torch.equal(result.start_states[0], result.states[0].expand(5, -1))
+    rng = np.random.default_rng(17)
+    problems = [build_feature_map_qubo(*random_feature_map_problem(rng, d), 0.8) for d in (13, 11, 6, 13)]
+    for k in (None, 4):
+        result = dense_tabu_search(*_padded_batch(problems), k=k, exhaustive_max_variables=13)
+        assert result.iterations == 0  # all enumerated
+        for problem, state, energy in zip(problems, result.states.numpy(), result.energies):
+            state = state[: problem.num_variables]
+            linear_part, pairs = -problem.beta * problem.h, (1 - problem.beta) * problem.J
+            _, optimum = ground_states(linear_part, pairs, 0.0)
+            if k is not None:  # brute force over the K-hot states only
+                hot = [s for s in itertools.product((0, 1), repeat=problem.num_variables) if sum(s) == k]
+                values = [np.dot(linear_part, s) + 0.5 * np.asarray(s) @ pairs @ np.asarray(s) for s in hot]
+                optimum = min(values)
+                assert state.sum() == k
+            assert float(energy) == pytest.approx(optimum, abs=1e-12)
+
+
+@pytest.mark.parametrize("k, exhaustive", [(None, 0), (3, 0), (None, None)])
+def test_a_coupling_scale_gives_the_numbers_of_the_scaled_couplings(k, exhaustive):
+    """quadratic_scale=c with J is the search on c·J itself, bit for bit, in both implementations."""
+    rng = np.random.default_rng(8)
+    problems = [build_feature_map_qubo(*random_feature_map_problem(rng, d), 0.7) for d in (40, 9, 25)]
+    linear, quadratic, mask = _padded_batch(problems)
+    for backend in ("compiled", "torch"):
+        scaled = dense_tabu_search(linear, 0.37 * quadratic, mask, k=k, backend=backend,
+                                   exhaustive_max_variables=exhaustive)
+        by_scale = dense_tabu_search(linear, quadratic, mask, k=k, backend=backend, quadratic_scale=0.37,
+                                     exhaustive_max_variables=exhaustive)
+        assert torch.equal(scaled.start_states, by_scale.start_states)
+        assert torch.equal(scaled.start_energies, by_scale.start_energies)
 
 
 def test_dimod_sampler_api_and_generic_bqms():
@@ -183,6 +238,10 @@ def test_bad_arguments_name_the_problem():
         dense_tabu_search(linear, quadratic[:, :3])
     with pytest.raises(ValueError, match="backend must be one of"):
         dense_tabu_search(linear, quadratic, backend="numba")
+    with pytest.raises(ValueError, match="exhaustive_max_variables"):
+        dense_tabu_search(linear, quadratic, exhaustive_max_variables=31)
+    with pytest.raises(ValueError, match="quadratic_scale"):
+        dense_tabu_search(linear, quadratic, quadratic_scale=float("nan"))
     with pytest.raises(ValueError, match="takes no"):
         DenseTabuSampler().sample(dimod.BinaryQuadraticModel({0: 1.0}, {}, 0.0, dimod.BINARY), sweeps=3)
 
@@ -191,7 +250,8 @@ def test_bad_arguments_name_the_problem():
 def test_cuda_and_cpu_give_the_same_selections():
     """On CUDA the batched torch search runs, on CPU the compiled one: the same selections."""
     rng = np.random.default_rng(4)
-    problems = [build_feature_map_qubo(*random_feature_map_problem(rng, 300), 0.7) for _ in range(6)]
+    # Large problems take the searches; the d = 10 ones are enumerated on the CPU for either device.
+    problems = [build_feature_map_qubo(*random_feature_map_problem(rng, d), 0.7) for d in (300,) * 6 + (10, 10)]
     linear, quadratic, mask = _padded_batch(problems)
     for k in (None, 5):
         cpu = dense_tabu_search(linear, quadratic, mask, k=k, seed=0)

@@ -122,11 +122,19 @@ def selection_energies(qubos: BatchedFeatureMapQubo, states: Tensor) -> np.ndarr
     energy independent of the batch it was solved in.
     """
     energies = np.zeros(qubos.num_problems)
-    linear, J, scale = qubos.linear, qubos.J, qubos.quadratic_scale
-    for index in range(qubos.num_problems):
-        chosen = states[index].nonzero().flatten()
-        if chosen.numel():
-            single = float(linear[index, chosen].double().sum())
-            pairs = float((scale * J[index][chosen][:, chosen]).double().sum()) / 2.0
-            energies[index] = single + pairs
+    linear = qubos.linear.detach().double().cpu().numpy()
+    # On a CPU the couplings are read in place (numpy indexing costs far less per sample than torch's); from another
+    # device only each sample's selected block is copied over.
+    on_cpu = qubos.J.device.type == "cpu"
+    couplings = qubos.J.detach().numpy() if on_cpu else qubos.J.detach()
+    for index, chosen in enumerate(states.detach().bool().cpu().numpy()):
+        chosen = np.flatnonzero(chosen)
+        if chosen.size:
+            if on_cpu:
+                block = couplings[index][np.ix_(chosen, chosen)]
+            else:
+                rows = torch.as_tensor(chosen, device=couplings.device)
+                block = couplings[index][rows][:, rows].cpu().numpy()
+            pairs = float((qubos.quadratic_scale * block.astype(np.float64)).sum()) / 2.0
+            energies[index] = float(linear[index, chosen].sum()) + pairs
     return energies

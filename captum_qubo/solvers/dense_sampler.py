@@ -23,7 +23,8 @@ class DenseTabuSampler(dimod.Sampler):
     """Multi-start tabu search on the dense form of a BQM: compiled loops on a CPU, torch with ``device="cuda"``.
 
     ``num_reads`` is the number of starts; the sample set holds each start's best state. With ``k`` every state is
-    exactly k-hot (pair-swap moves); without it, single flips. ``seed`` makes runs identical.
+    exactly k-hot (pair-swap moves); without it, single flips. ``seed`` makes runs identical. BQMs of at most
+    ``exhaustive_max_variables`` variables (default 13) are enumerated instead: exact.
     """
 
     parameters = {
@@ -33,6 +34,7 @@ class DenseTabuSampler(dimod.Sampler):
         "tenure": [],
         "patience": [],
         "max_iterations": [],
+        "exhaustive_max_variables": [],
         "device": [],
     }
     properties = {"device_types": ["cpu", "cuda"]}
@@ -46,6 +48,7 @@ class DenseTabuSampler(dimod.Sampler):
         tenure: Optional[int] = None,
         patience: Optional[int] = None,
         max_iterations: int = DEFAULT_MAX_ITERATIONS,
+        exhaustive_max_variables: Optional[int] = None,
         device: Any = "cpu",
         **kwargs: Any,
     ) -> dimod.SampleSet:
@@ -56,7 +59,9 @@ class DenseTabuSampler(dimod.Sampler):
             num_reads: starts, one sample each.
             seed: seeds the random starts; None draws fresh randomness.
             k: keep exactly k variables equal to 1 (None: unconstrained).
-            tenure, patience, max_iterations: as for :func:`~captum_qubo.solvers.dense_tabu.dense_tabu_search`.
+            tenure, patience, max_iterations, exhaustive_max_variables: as for
+                :func:`~captum_qubo.solvers.dense_tabu.dense_tabu_search` (BQMs of at most 13 variables are
+                solved exactly by enumeration by default; every read then holds the optimum).
             device: torch device to search on.
 
         Returns:
@@ -82,6 +87,7 @@ class DenseTabuSampler(dimod.Sampler):
             tenure=tenure,
             patience=patience,
             max_iterations=max_iterations,
+            exhaustive_max_variables=exhaustive_max_variables,
         )
         states = result.start_states[0].cpu().numpy().astype(np.int8)
         if bqm.vartype is dimod.SPIN:

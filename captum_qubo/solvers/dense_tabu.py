@@ -27,6 +27,9 @@ by ``±Q[p]``, one row gather per move.
 - Two implementations of the same moves: on a CPU the search runs in the compiled loops of
   :mod:`captum_qubo.solvers.dense_tabu_kernel` (per-operation overhead dominates a torch step there); elsewhere
   (CUDA) in batched torch operations (:class:`_SlotSearch`). Both give bit-identical results.
+- Small problems (d ≤ :data:`EXHAUSTIVE_MAX_VARIABLES`, e.g. the 16-map digits layer) are not searched but
+  enumerated — all 2^d states in Gray-code order, compiled, on the CPU for either device — which is exact and, up
+  to d = 13, faster than 32 tabu starts (benchmarks/solver_table.py). Without numba they take the torch search.
 """
 from __future__ import annotations
 
@@ -49,6 +52,9 @@ DEFAULT_MAX_ITERATIONS = 2000
 DEFAULT_CAPACITY = 16
 # Unconstrained starts cover these subset sizes (cycled): the optimal sets are small.
 MAX_RANDOM_START_SIZE = 8
+# Problems this small are enumerated (2^d states, one O(d) update each): exact, and faster than the tabu search's
+# 32 starts up to about this size on a CPU (benchmarks/solver_table.py, "enumeration vs tabu").
+EXHAUSTIVE_MAX_VARIABLES = 13
 _IMPROVEMENT = 1e-12  # an energy lower by less than this is a tie, not a new best
 BACKENDS = ("auto", "compiled", "torch")
 
@@ -84,6 +90,7 @@ def dense_tabu_search(
     max_iterations: int = DEFAULT_MAX_ITERATIONS,
     backend: str = "auto",
     quadratic_scale: float = 1.0,
+    exhaustive_max_variables: Optional[int] = None,
 ) -> DenseSearchResult:
     """Minimise B dense QUBOs at once.
 
@@ -104,6 +111,9 @@ def dense_tabu_search(
             They make the same moves.
         quadratic_scale: the couplings are ``quadratic_scale * quadratic``, each entry scaled as it is read (the
             same numbers as passing the scaled tensor, without a second (B, D, D) copy).
+        exhaustive_max_variables: problems with at most this many real variables are solved exactly by
+            enumerating all 2^d states (compiled, on the CPU, whatever the backend; needs numba) instead of the
+            tabu search. Default :data:`EXHAUSTIVE_MAX_VARIABLES`; 0 sends every problem to the tabu search.
 
     Returns:
         :class:`DenseSearchResult`.
@@ -121,7 +131,7 @@ def dense_tabu_search(
         raise ValueError(f"quadratic_scale must be a finite number, got {quadratic_scale!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    batch, width = linear.shape
+    batch = linear.shape[0]
     device = linear.device
     compiled = backend == "compiled" or (backend == "auto" and device.type == "cpu" and compiled_search_available())
     if compiled and device.type != "cpu":
@@ -140,11 +150,40 @@ def dense_tabu_search(
         tenure_of = torch.full_like(sizes, tenure)
     patience_of = sizes.clamp(min=MIN_PATIENCE, max=DEFAULT_PATIENCE) if patience is None else torch.full_like(
         sizes, patience)
-    keys = _random_keys(sizes, num_starts, width, seed).to(device)
-    capacity = min(width, DEFAULT_CAPACITY)
+    if exhaustive_max_variables is None:
+        exhaustive_max_variables = EXHAUSTIVE_MAX_VARIABLES
+    if not isinstance(exhaustive_max_variables, int) or not 0 <= exhaustive_max_variables <= 30:
+        raise ValueError(f"exhaustive_max_variables must be an integer in [0, 30], got {exhaustive_max_variables!r}")
     search = functools.partial(_run_compiled if compiled else _run_torch, scale=float(quadratic_scale))
+    if not batch:
+        return _tabu(search, linear, quadratic, mask, sizes, k, num_starts, seed, tenure_of, patience_of,
+                     max_iterations)
+    small = sizes <= (exhaustive_max_variables if compiled_search_available() else 0)
+    parts = []
+    for rows, enumerate_them in ((small.nonzero().flatten(), True), ((~small).nonzero().flatten(), False)):
+        if not len(rows):
+            continue
+        # Indexing copies the (B, D, D) couplings: only when the batch holds problems of both kinds.
+        take = (lambda tensor: tensor) if len(rows) == batch else (lambda tensor: tensor[rows])  # noqa: E731
+        if enumerate_them:
+            part = _enumerate(take(linear), take(quadratic), take(mask), k, float(quadratic_scale), num_starts)
+        else:
+            part = _tabu(search, take(linear), take(quadratic), take(mask), take(sizes), k, num_starts, seed,
+                         take(tenure_of), take(patience_of), max_iterations)
+        if len(rows) == batch:
+            return part
+        parts.append((rows, part))
+    return _combine(batch, parts)
+
+
+def _tabu(search, linear, quadratic, mask, sizes, k, num_starts, seed, tenure_of, patience_of, max_iterations
+          ) -> DenseSearchResult:
+    """The tabu search of every problem given, with more kept-map slots for those that filled them all."""
+    width = linear.shape[1]
+    keys = _random_keys(sizes.cpu(), num_starts, width, seed).to(linear.device)
+    capacity = min(width, DEFAULT_CAPACITY)
     result = search(linear, quadratic, mask, keys, tenure_of, k, capacity, patience_of, max_iterations)
-    rows = torch.arange(batch, device=device)
+    rows = torch.arange(len(linear), device=linear.device)
     while k is None and capacity < width:
         # An unconstrained optimum may need more slots than it had: the problems whose best state used them all
         # are solved again with twice as many (only those, so no problem's result depends on its batch).
@@ -156,6 +195,31 @@ def dense_tabu_search(
                        patience_of[rows], max_iterations)
         result = _merge(result, rows, again)
     return result
+
+
+def _enumerate(linear, quadratic, mask, k, scale, num_starts) -> DenseSearchResult:
+    """Every state of each (small) problem, in the compiled enumeration on the CPU; each "start" holds the optimum."""
+    from captum_qubo.solvers.dense_tabu_kernel import dense_enumeration_kernel
+
+    as_array = lambda tensor, dtype: tensor.detach().to("cpu", dtype).contiguous().numpy()  # noqa: E731
+    states, energies = dense_enumeration_kernel(as_array(linear, torch.float64), as_array(quadratic, torch.float64),
+                                                scale, as_array(mask, torch.bool), -1 if k is None else k)
+    states = torch.from_numpy(states).to(linear.device).bool()
+    energies = torch.from_numpy(energies).to(linear.device, linear.dtype)
+    return DenseSearchResult(states=states, energies=energies,
+                             start_states=states[:, None].expand(-1, num_starts, -1),
+                             start_energies=energies[:, None].expand(-1, num_starts), iterations=0)
+
+
+def _combine(batch: int, parts) -> DenseSearchResult:
+    """One result of ``batch`` problems from (rows, result) parts that cover them."""
+    first = parts[0][1]
+    merged = {name: getattr(first, name).new_zeros((batch, *getattr(first, name).shape[1:]))
+              for name in ("states", "energies", "start_states", "start_energies")}
+    for rows, part in parts:
+        for name, tensor in merged.items():
+            tensor[rows] = getattr(part, name)
+    return DenseSearchResult(**merged, iterations=max(part.iterations for _, part in parts))
 
 
 @functools.lru_cache(maxsize=None)
