@@ -6,7 +6,7 @@ An epoch is timed from ``on_train_epoch_start`` to ``on_train_epoch_end``, which
 includes the validation run and so the callback's work. The first epoch of each run is dropped
 (warm-up), the median of the rest is reported; configurations are interleaved across repeats so a
 busy machine slows them alike. A second measurement compares explained and plain epochs of one run (the default
-callback explaining every other epoch), which a shared machine's slow and fast phases cannot bias.
+callback explaining every other epoch), which a shared machine's slow and fast phases can hardly bias.
 Writes benchmarks/results/callback_overhead.{json,md}.
 """
 from __future__ import annotations

@@ -8,12 +8,12 @@
    defaults: sa/steepest 10 reads, tabu 10 reads × 10 restarts) run on the first ``--dimod-instances`` instances.
 2. Scaling in d: a random dense family with the head's statistics (sparse non-negative 7×7 maps, |normal| α),
    d = 100 … 2000, batch 8: dense-tabu time per problem and agreement with a 32-start, patience-200 run.
-3. Solve time per problem vs batch size (1, 8, 24, 72) on the real QUBOs.
-   Small problems (d = 6–16): exhaustive enumeration, exact and the default up to EXHAUSTIVE_MAX_VARIABLES,
-   against the tabu search alone.
-4. The default on the 64 held-out real QUBOs (tests/data/head_qubo_best_known_holdout.json): its patience was
+3. Small problems (d = 6–16, the random family, batch 64): exhaustive enumeration, exact and the default up to
+   EXHAUSTIVE_MAX_VARIABLES, against the tabu search alone.
+4. Solve time per problem vs batch size (1, 8, 24, 72) on the real QUBOs.
+5. The default on the 64 held-out real QUBOs (tests/data/head_qubo_best_known_holdout.json): its patience was
    chosen without them; its number of starts was raised to 32 after 24 starts missed one of them.
-5. The explainer's default formulation (contribution, β = 0.9) on all 136 inputs, against a long run of itself.
+6. The explainer's default formulation (contribution, β = 0.9) on all 136 inputs, against a long run of itself.
 
 Usage:  python -m benchmarks.solver_table [--dimod-instances 24]
 Writes benchmarks/results/solver_table.md and .json. One torch thread.

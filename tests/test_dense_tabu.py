@@ -160,6 +160,8 @@ def test_without_numba_auto_falls_back_to_the_same_torch_search(monkeypatch):
     monkeypatch.setattr(dense_tabu, "_enumerate", lambda *args: pytest.fail("the compiled enumeration ran"))
     fallback = dense_tabu_search(linear, quadratic, mask)
     assert torch.equal(fallback.start_states, compiled.start_states)
+    mask[1] = False  # a problem without variables goes to the torch search too, not to the enumeration
+    assert not dense_tabu_search(linear, quadratic, mask).states[1].any()
     with pytest.raises(ImportError, match="pip install numba"):
         dense_tabu_search(linear, quadratic, mask, backend="compiled")
 
@@ -190,6 +192,13 @@ def test_small_problems_are_enumerated_exactly_with_ties_to_the_lowest_binary_in
                 optimum = min(values)
                 assert state.sum() == k
             assert float(energy) == pytest.approx(optimum, abs=1e-12)
+    # A hole in the mask: the optimum of the problem without that variable, which is never selected.
+    linear, quadratic, mask = _padded_batch(problems[1:2])
+    mask[0, 4] = False
+    keep = [p for p in range(problems[1].num_variables) if p != 4]
+    result = dense_tabu_search(linear, quadratic, mask)
+    _, optimum = ground_states(linear[0, keep].numpy(), quadratic[0][keep][:, keep].numpy(), 0.0)
+    assert not result.states[0, 4] and float(result.energies[0]) == pytest.approx(optimum, abs=1e-12)
 
 
 @pytest.mark.parametrize("k, exhaustive", [(None, 0), (3, 0), (None, None)])

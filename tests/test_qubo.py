@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from captum_qubo.formulation.batched import build_batched_qubos
 from captum_qubo.formulation.qubo import build_feature_map_qubo, k_hot_penalty
 
 DIGIT_IMAGES_PER_PROBLEM_SET = 10
@@ -275,3 +276,21 @@ def test_no_positive_importance_gives_an_empty_problem():
     assert qubo.num_variables == 0
     bqm = qubo.to_bqm()
     assert bqm.num_variables == 0 and bqm.vartype is dimod.BINARY
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_batched_redundancy_equals_the_per_sample_builder_for_signed_and_non_negative_maps(signed):
+    """The batched builder skips |·| for non-negative maps (their cosines cannot be negative); signed maps keep it.
+    Either way J equals the per-sample float64 builder's, sample by sample."""
+    rng = np.random.default_rng(31)
+    maps = rng.normal(size=(3, 9, 4, 4))
+    maps = maps if signed else np.maximum(maps, 0.0)
+    alpha = np.abs(rng.normal(size=(3, 9))) + 0.05
+    batched = build_batched_qubos(torch.tensor(alpha), torch.tensor(maps), 0.7)
+    for i in range(3):
+        single = build_feature_map_qubo(alpha[i], maps[i], 0.7)
+        np.testing.assert_allclose(batched.J[i, :single.num_variables, :single.num_variables].numpy(), single.J,
+                                   atol=1e-12)
+        flat = maps[i].reshape(9, -1)
+        cosines = (flat @ flat.T) / np.outer(np.linalg.norm(flat, axis=1), np.linalg.norm(flat, axis=1))
+        assert bool((cosines < -1e-3).any()) == signed  # signed maps do exercise the |·|

@@ -182,10 +182,15 @@ def build_batched_qubos(
 
     flat = maps.flatten(2)
     kept_maps = flat.gather(1, kept[:, :, None].expand(-1, -1, flat.shape[2])).to(dtype)
+    if not all_finite(kept_maps):
+        raise ValueError(f"feature maps overflow {dtype}; build the QUBOs in a wider dtype (e.g. torch.float64)")
     norms = kept_maps.norm(dim=2, keepdim=True)
     unit = torch.where(norms > 0, kept_maps / torch.where(norms > 0, norms, torch.ones_like(norms)), 0.0)
     unit = unit * mask[:, :, None]
-    J = torch.bmm(unit, unit.transpose(1, 2)).abs_().clamp_(0.0, 1.0)
+    J = torch.bmm(unit, unit.transpose(1, 2))
+    if bool(unit.numel()) and float(unit.min()) < 0:
+        J.abs_()  # post-ReLU maps are non-negative: their cosines are sums of non-negative products, already >= 0
+    J.clamp_(0.0, 1.0)
     J.diagonal(dim1=1, dim2=2).zero_()
     return BatchedFeatureMapQubo(
         kept=kept, mask=mask, h=h, J=J, beta=float(beta), formulation=formulation,

@@ -62,6 +62,8 @@ def _solve_dense(qubos: BatchedFeatureMapQubo, seed: Optional[int], sampler_kwar
     kwargs.pop("device", None)  # the batch is solved where its tensors are
     if "k" in kwargs:
         raise ValueError("sampler_kwargs 'k' is set by the explainer's formulation; use k=... with formulation='k_hot'")
+    if "quadratic_scale" in kwargs:
+        raise ValueError("sampler_kwargs 'quadratic_scale' is set by the explainer's β and pair_convention; drop it")
     num_starts = kwargs.pop("num_reads", None)
     if num_starts is not None:
         kwargs["num_starts"] = num_starts
@@ -126,7 +128,7 @@ def selection_energies(qubos: BatchedFeatureMapQubo, states: Tensor) -> np.ndarr
     # On a CPU the couplings are read in place (numpy indexing costs far less per sample than torch's); from another
     # device only each sample's selected block is copied over.
     on_cpu = qubos.J.device.type == "cpu"
-    couplings = qubos.J.detach().numpy() if on_cpu else qubos.J.detach()
+    couplings = qubos.J.detach().double().numpy() if on_cpu else qubos.J.detach()
     for index, chosen in enumerate(states.detach().bool().cpu().numpy()):
         chosen = np.flatnonzero(chosen)
         if chosen.size:

@@ -109,11 +109,12 @@ def dense_tabu_search(
         backend: ``"compiled"`` (numba loops, CPU tensors only, computed in float64), ``"torch"`` (batched tensor
             operations, any device) or ``"auto"`` (compiled on a CPU when numba is installed, torch otherwise).
             They make the same moves.
-        quadratic_scale: the couplings are ``quadratic_scale * quadratic``, each entry scaled as it is read (the
-            same numbers as passing the scaled tensor, without a second (B, D, D) copy).
+        quadratic_scale: the couplings are ``quadratic_scale * quadratic``, each entry scaled as it is read (for
+            float64 inputs the same numbers as passing the scaled tensor, without a second (B, D, D) copy).
         exhaustive_max_variables: problems with at most this many real variables are solved exactly by
             enumerating all 2^d states (compiled, on the CPU, whatever the backend; needs numba) instead of the
-            tabu search. Default :data:`EXHAUSTIVE_MAX_VARIABLES`; 0 sends every problem to the tabu search.
+            tabu search. Default :data:`EXHAUSTIVE_MAX_VARIABLES`; 0 sends every problem to the tabu search. An
+            enumerated problem's ``start_states`` / ``start_energies`` repeat its optimum for every start.
 
     Returns:
         :class:`DenseSearchResult`.
@@ -158,7 +159,8 @@ def dense_tabu_search(
     if not batch:
         return _tabu(search, linear, quadratic, mask, sizes, k, num_starts, seed, tenure_of, patience_of,
                      max_iterations)
-    small = sizes <= (exhaustive_max_variables if compiled_search_available() else 0)
+    limit = exhaustive_max_variables if compiled_search_available() else 0
+    small = (sizes <= limit) & (limit > 0)
     parts = []
     for rows, enumerate_them in ((small.nonzero().flatten(), True), ((~small).nonzero().flatten(), False)):
         if not len(rows):
@@ -201,10 +203,14 @@ def _enumerate(linear, quadratic, mask, k, scale, num_starts) -> DenseSearchResu
     """Every state of each (small) problem, in the compiled enumeration on the CPU; each "start" holds the optimum."""
     from captum_qubo.solvers.dense_tabu_kernel import dense_enumeration_kernel
 
+    # Only the columns up to the last real variable travel (the batch may be padded for much larger problems).
+    used = int(mask.any(dim=0).nonzero().max()) + 1 if bool(mask.any()) else 1
     as_array = lambda tensor, dtype: tensor.detach().to("cpu", dtype).contiguous().numpy()  # noqa: E731
-    states, energies = dense_enumeration_kernel(as_array(linear, torch.float64), as_array(quadratic, torch.float64),
-                                                scale, as_array(mask, torch.bool), -1 if k is None else k)
-    states = torch.from_numpy(states).to(linear.device).bool()
+    found, energies = dense_enumeration_kernel(
+        as_array(linear[:, :used], torch.float64), as_array(quadratic[:, :used, :used], torch.float64), scale,
+        as_array(mask[:, :used], torch.bool), -1 if k is None else k)
+    states = torch.zeros(mask.shape, dtype=torch.bool, device=linear.device)
+    states[:, :used] = torch.from_numpy(found).to(linear.device).bool()
     energies = torch.from_numpy(energies).to(linear.device, linear.dtype)
     return DenseSearchResult(states=states, energies=energies,
                              start_states=states[:, None].expand(-1, num_starts, -1),

@@ -148,18 +148,24 @@ def _search_one_start(linear, problem_rows, scale, row_max, real, order, size, t
             if bound > removal_delta or bound > move_delta or (bound == move_delta and slot > move_slot):
                 continue
             field_out = fields[selected[slot]]
-            per_slot, incoming, any_slot, any_incoming = np.inf, 0, np.inf, 0
+            any_slot, any_incoming = np.inf, 0
             for q in range(end):
-                row_value = selected_rows[slot, q]
-                value = entering[q] - row_value
-                if value < per_slot:
-                    per_slot, incoming = value, q
-                value = allowed[q] - row_value
+                value = allowed[q] - selected_rows[slot, q]
                 if value < any_slot:
                     any_slot, any_incoming = value, q
-            swap = per_slot - field_out
             if energy + any_slot - field_out < best_energy - _IMPROVEMENT:
                 swap, incoming = any_slot - field_out, any_incoming
+            else:
+                # The best non-tabu entry: the best entry itself when that is not tabu (entering >= allowed, and
+                # every lower index is strictly worse), else a second scan.
+                per_slot, incoming = any_slot, any_incoming
+                if entering[any_incoming] != allowed[any_incoming]:
+                    per_slot, incoming = np.inf, 0
+                    for q in range(end):
+                        value = entering[q] - selected_rows[slot, q]
+                        if value < per_slot:
+                            per_slot, incoming = value, q
+                swap = per_slot - field_out
             if swap < move_delta or (swap == move_delta and slot < move_slot):
                 move_delta, move_slot, move_incoming = swap, slot, incoming
         if removal_delta < move_delta:
