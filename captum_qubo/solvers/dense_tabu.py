@@ -39,6 +39,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -201,7 +202,7 @@ def _tabu(search, linear, quadratic, mask, sizes, k, num_starts, seed, tenure_of
 
 def _enumerate(linear, quadratic, mask, k, scale, num_starts) -> DenseSearchResult:
     """Every state of each (small) problem, in the compiled enumeration on the CPU; each "start" holds the optimum."""
-    from captum_qubo.solvers.dense_tabu_kernel import dense_enumeration_kernel
+    dense_enumeration_kernel = _compiled_kernels()[1]
 
     # Only the columns up to the last real variable travel (the batch may be padded for much larger problems).
     used = int(mask.any(dim=0).nonzero().max()) + 1 if bool(mask.any()) else 1
@@ -234,6 +235,20 @@ def compiled_search_available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
+@functools.lru_cache(maxsize=None)
+def _compiled_kernels():
+    """(search, enumeration) kernels, both loaded on first use: loading one from numba's cache takes ~0.1-0.5 s, which
+    would otherwise land in whichever later call (a training epoch, a timed batch) first needs the other."""
+    from captum_qubo.solvers.dense_tabu_kernel import dense_enumeration_kernel, dense_tabu_kernel
+
+    linear, quadratic = np.zeros((1, 2)), np.zeros((1, 2, 2))
+    mask = np.ones((1, 2), dtype=np.bool_)
+    dense_enumeration_kernel(linear, quadratic, 1.0, mask, -1)
+    dense_tabu_kernel(linear, quadratic, 1.0, mask, np.zeros((1, 1, 1), dtype=np.int64), np.ones(1), -1, 2,
+                      np.ones(1, dtype=np.int64), np.ones(1, dtype=np.int64), 1)
+    return dense_tabu_kernel, dense_enumeration_kernel
+
+
 def _start_sizes(num_starts: int, k: Optional[int], slots: int) -> Tensor:
     """Maps in each start's initial set: k for k_hot; unconstrained, start 0 is empty and start r >= 1 adds
     s_r random maps, s_r cycling through 1..MAX_RANDOM_START_SIZE (the optimal sets are small)."""
@@ -260,7 +275,7 @@ def _best_of_starts(start_states: Tensor, start_energies: Tensor, iterations: in
 
 def _run_compiled(linear, quadratic, mask, keys, tenure, k, capacity, patience, max_iterations, scale
                   ) -> DenseSearchResult:
-    from captum_qubo.solvers.dense_tabu_kernel import dense_tabu_kernel
+    dense_tabu_kernel = _compiled_kernels()[0]
 
     slots = k if k is not None else capacity
     start_sizes = _start_sizes(keys.shape[1], k, slots)

@@ -38,12 +38,22 @@ def _apply(slot, incoming, removal, iteration, problem_rows, scale, tenure, stat
         coupling = selected_rows[slot, incoming] if was_filled else 0.0
         delta = fields[incoming] - coupling
     energy = energy + (delta - (fields[outgoing] if was_filled else 0.0))
-    if coming_in:
+    # One pass over the fields and the slot's row; g + Q[in] − Q[out] is still rounded in that order.
+    if coming_in and was_filled:
         for q in range(end):
-            fields[q] = fields[q] + scale * problem_rows[incoming, q]
-    if was_filled:
+            row = scale * problem_rows[incoming, q]
+            fields[q] = (fields[q] + row) - selected_rows[slot, q]
+            selected_rows[slot, q] = row
+    elif coming_in:
+        for q in range(end):
+            row = scale * problem_rows[incoming, q]
+            fields[q] = fields[q] + row
+            selected_rows[slot, q] = row
+    elif was_filled:
         for q in range(end):
             fields[q] = fields[q] - selected_rows[slot, q]
+            selected_rows[slot, q] = 0.0
+    if was_filled:
         state[outgoing] = 0.0
         kept_block[outgoing] = 0.0
     if coming_in:
@@ -53,12 +63,6 @@ def _apply(slot, incoming, removal, iteration, problem_rows, scale, tenure, stat
         enter_until[outgoing] = (iteration + 1) + tenure
     selected[slot] = incoming
     filled[slot] = coming_in
-    if coming_in:
-        for q in range(end):
-            selected_rows[slot, q] = scale * problem_rows[incoming, q]
-    elif was_filled:
-        for q in range(end):
-            selected_rows[slot, q] = 0.0
     return energy
 
 
@@ -103,6 +107,7 @@ def _search_one_start(linear, problem_rows, scale, row_max, real, order, size, t
     entering = np.empty(width)
     bounds = np.empty(slots)
     ordered = np.empty(slots, dtype=np.int64)
+    tabu = np.empty(width, dtype=np.int64)
     stale = 0
     steps = 0
     for iteration in range(max_iterations):
@@ -110,9 +115,16 @@ def _search_one_start(linear, problem_rows, scale, row_max, real, order, size, t
             break
         # An empty slot's candidates (additions) are the same for every empty slot: computed with the fields.
         empty_min, empty_incoming, empty_any, empty_any_incoming = np.inf, 0, np.inf, 0
+        tabu_count = 0
         for q in range(end):  # no variable beyond the last real one can enter
             allowed[q] = fields[q] + kept_block[q] + padding_block[q]
-            entering[q] = np.inf if enter_until[q] > iteration else allowed[q]
+            if enter_until[q] > iteration:
+                entering[q] = np.inf
+                if allowed[q] < np.inf:  # tabu, and could otherwise enter: only aspiration lets it in
+                    tabu[tabu_count] = q
+                    tabu_count += 1
+            else:
+                entering[q] = allowed[q]
             if entering[q] < empty_min:
                 empty_min, empty_incoming = entering[q], q
             if allowed[q] < empty_any:
@@ -148,24 +160,22 @@ def _search_one_start(linear, problem_rows, scale, row_max, real, order, size, t
             if bound > removal_delta or bound > move_delta or (bound == move_delta and slot > move_slot):
                 continue
             field_out = fields[selected[slot]]
-            any_slot, any_incoming = np.inf, 0
+            # The best non-tabu entry in one scan; the best of all entries (for aspiration) adds the few tabu
+            # ones, ties to the lower index as a scan over every entry would give.
+            per_slot, incoming = np.inf, 0
             for q in range(end):
+                value = entering[q] - selected_rows[slot, q]
+                if value < per_slot:
+                    per_slot, incoming = value, q
+            any_slot, any_incoming = per_slot, incoming
+            for position_tabu in range(tabu_count):
+                q = tabu[position_tabu]
                 value = allowed[q] - selected_rows[slot, q]
-                if value < any_slot:
+                if value < any_slot or (value == any_slot and q < any_incoming):
                     any_slot, any_incoming = value, q
+            swap = per_slot - field_out
             if energy + any_slot - field_out < best_energy - _IMPROVEMENT:
                 swap, incoming = any_slot - field_out, any_incoming
-            else:
-                # The best non-tabu entry: the best entry itself when that is not tabu (entering >= allowed, and
-                # every lower index is strictly worse), else a second scan.
-                per_slot, incoming = any_slot, any_incoming
-                if entering[any_incoming] != allowed[any_incoming]:
-                    per_slot, incoming = np.inf, 0
-                    for q in range(end):
-                        value = entering[q] - selected_rows[slot, q]
-                        if value < per_slot:
-                            per_slot, incoming = value, q
-                swap = per_slot - field_out
             if swap < move_delta or (swap == move_delta and slot < move_slot):
                 move_delta, move_slot, move_incoming = swap, slot, incoming
         if removal_delta < move_delta:
