@@ -196,7 +196,7 @@ def _tabu(search, linear, quadratic, mask, sizes, k, num_starts, seed, tenure_of
         rows, capacity = rows[full], min(width, 2 * capacity)
         again = search(linear[rows], quadratic[rows], mask[rows], keys[rows], tenure_of[rows], k, capacity,
                        patience_of[rows], max_iterations)
-        result = _merge(result, rows, again)
+        result = _combine(len(linear), [(slice(None), result), (rows, again)])  # the re-solved rows replaced
     return result
 
 
@@ -206,10 +206,9 @@ def _enumerate(linear, quadratic, mask, k, scale, num_starts) -> DenseSearchResu
 
     # Only the columns up to the last real variable travel (the batch may be padded for much larger problems).
     used = int(mask.any(dim=0).nonzero().max()) + 1 if bool(mask.any()) else 1
-    as_array = lambda tensor, dtype: tensor.detach().to("cpu", dtype).contiguous().numpy()  # noqa: E731
     found, energies = dense_enumeration_kernel(
-        as_array(linear[:, :used], torch.float64), as_array(quadratic[:, :used, :used], torch.float64), scale,
-        as_array(mask[:, :used], torch.bool), -1 if k is None else k)
+        _as_array(linear[:, :used], torch.float64), _as_array(quadratic[:, :used, :used], torch.float64), scale,
+        _as_array(mask[:, :used], torch.bool), -1 if k is None else k)
     states = torch.zeros(mask.shape, dtype=torch.bool, device=linear.device)
     states[:, :used] = torch.from_numpy(found).to(linear.device).bool()
     energies = torch.from_numpy(energies).to(linear.device, linear.dtype)
@@ -219,7 +218,8 @@ def _enumerate(linear, quadratic, mask, k, scale, num_starts) -> DenseSearchResu
 
 
 def _combine(batch: int, parts) -> DenseSearchResult:
-    """One result of ``batch`` problems from (rows, result) parts that cover them."""
+    """One result of ``batch`` problems from (rows, result) parts that cover them; a later part overwrites an
+    earlier one's rows."""
     first = parts[0][1]
     merged = {name: getattr(first, name).new_zeros((batch, *getattr(first, name).shape[1:]))
               for name in ("states", "energies", "start_states", "start_energies")}
@@ -279,29 +279,25 @@ def _run_compiled(linear, quadratic, mask, keys, tenure, k, capacity, patience, 
 
     slots = k if k is not None else capacity
     start_sizes = _start_sizes(keys.shape[1], k, slots)
-    as_array = lambda tensor, dtype: tensor.detach().to(dtype).contiguous().numpy()  # noqa: E731
     states, energies, steps = dense_tabu_kernel(
-        as_array(linear, torch.float64), as_array(quadratic, torch.float64), scale, as_array(mask, torch.bool),
-        as_array(_start_order(keys, start_sizes), torch.long), as_array(tenure, torch.float64),
-        -1 if k is None else k, slots, as_array(start_sizes, torch.long),
-        as_array(patience, torch.long), max_iterations,
+        _as_array(linear, torch.float64), _as_array(quadratic, torch.float64), scale, _as_array(mask, torch.bool),
+        _as_array(_start_order(keys, start_sizes), torch.long), _as_array(tenure, torch.float64),
+        -1 if k is None else k, slots, _as_array(start_sizes, torch.long),
+        _as_array(patience, torch.long), max_iterations,
     )
     return _best_of_starts(torch.from_numpy(states).bool(), torch.from_numpy(energies).to(linear.dtype),
                            int(steps.max()) if steps.size else 0)
+
+
+def _as_array(tensor: Tensor, dtype: torch.dtype) -> np.ndarray:
+    """A C-contiguous CPU numpy array of ``tensor`` in ``dtype``, as the compiled kernels take (no copy when it is one)."""
+    return tensor.detach().to("cpu", dtype).contiguous().numpy()
 
 
 def _run_torch(linear, quadratic, mask, keys, tenure, k, capacity, patience, max_iterations, scale
                ) -> DenseSearchResult:
     return _run(_SlotSearch(linear, quadratic, scale, mask, keys, tenure[:, None], k, capacity), patience[:, None],
                 max_iterations)
-
-
-def _merge(result: DenseSearchResult, rows: Tensor, again: DenseSearchResult) -> DenseSearchResult:
-    """``result`` with the problems at ``rows`` replaced by ``again``."""
-    merged = {name: getattr(result, name).clone() for name in ("states", "energies", "start_states", "start_energies")}
-    for name, tensor in merged.items():
-        tensor[rows] = getattr(again, name)
-    return DenseSearchResult(**merged, iterations=max(result.iterations, again.iterations))
 
 
 def _random_keys(sizes: Tensor, num_starts: int, width: int, seed: Optional[int]) -> Tensor:
