@@ -42,9 +42,10 @@ class QuboExplanationCallback(LightningCallback):
     Lightning logger gets them), under ``{prefix}qubo/``: ``bc_mean_off_diagonal`` and
     ``bc_max_off_diagonal`` (class disentanglement, lower is better), ``average_drop`` (%, lower is
     better), ``increase_in_confidence`` (%, higher is better), ``mean_selected_maps``,
-    ``mean_solve_seconds`` and ``num_samples``. With ``baseline=True`` the same metrics (no solve time)
-    go under ``{prefix}gradcam_topk/`` for Grad-CAM restricted to its top-K maps, K = the QUBO's
-    selection size per sample, explained with the same map formula. TensorBoard and W&B-style loggers
+    ``mean_solve_seconds`` and ``num_samples``. With ``baseline=True`` the four quality metrics go
+    under ``{prefix}gradcam_topk/`` for Grad-CAM restricted to its top-K maps, K = the QUBO's
+    selection size per sample, explained with the same map formula (its selection size and sample
+    count would repeat the QUBO's). TensorBoard and W&B-style loggers
     also get an overlay grid and the class x class BC matrices (rank zero only).
 
     Training is unaffected: the model is explained in eval mode with gradients taken by
@@ -264,8 +265,12 @@ class QuboExplanationCallback(LightningCallback):
                                              self._attribution.last_activations)
         saliency = {m: LayerAttribution.interpolate(method_maps, inputs.shape[2:], "bilinear").clamp(0.0, 1.0).detach()
                     for m, method_maps in maps.items()}
-        base_scores, masked_scores = masked_confidences_of_methods(
-            lambda x: pl_module(x).double(), inputs, list(saliency.values()), targets)
+        # y_c from the explainer's own forward pass; the masked images of every method scored in one pass.
+        logits = self._attribution.last_outputs.double()
+        base_scores = torch.softmax(logits, dim=1).gather(1, targets[:, None].to(logits.device))[:, 0]
+        _, masked_scores = masked_confidences_of_methods(
+            lambda x: pl_module(x).double(), inputs, list(saliency.values()), targets,
+            internal_batch_size=len(saliency) * len(inputs), base_scores=base_scores)
         for method, method_scores in zip(saliency, masked_scores):
             self._metrics[method].update(masks[method], targets, base_scores, method_scores,
                                          solve_seconds if method == QUBO else None)

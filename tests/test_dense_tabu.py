@@ -31,7 +31,7 @@ def random_feature_map_problem(rng: np.random.Generator, d: int):
     return alpha, maps
 
 
-# The tabu search alone (both implementations), and the default: enumeration up to 13 variables, tabu above.
+# The tabu search alone (both implementations), and the default: enumeration up to 16 variables, tabu above.
 SOLVERS = [("compiled", 0), ("torch", 0), ("compiled", None)]
 
 
@@ -178,9 +178,10 @@ def test_small_problems_are_enumerated_exactly_with_ties_to_the_lowest_binary_in
         assert result.states[0].tolist() == [True, False, True] and float(result.energies[0]) == -0.625
         assert result.iterations == 0 and torch.equal(result.start_states[0], result.states[0].expand(5, -1))
     rng = np.random.default_rng(17)
-    problems = [build_feature_map_qubo(*random_feature_map_problem(rng, d), 0.8) for d in (13, 11, 6, 13)]
+    # Odd and even sizes (the enumeration splits the variables into a low and a high half), up to the default limit.
+    problems = [build_feature_map_qubo(*random_feature_map_problem(rng, d), 0.8) for d in (13, 11, 6, 16, 5)]
     for k in (None, 4):
-        result = dense_tabu_search(*_padded_batch(problems), k=k, exhaustive_max_variables=13)
+        result = dense_tabu_search(*_padded_batch(problems), k=k, exhaustive_max_variables=16)
         assert result.iterations == 0  # all enumerated
         for problem, state, energy in zip(problems, result.states.numpy(), result.energies):
             state = state[: problem.num_variables]

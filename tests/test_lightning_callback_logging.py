@@ -67,7 +67,7 @@ def test_scalars_reach_csv_and_tensorboard_and_pictures_reach_image_loggers(tmp_
     trainer.validate(module, datamodule=DigitsDataModule())
     loggers[0].save()
     logged = {k: v.item() for k, v in trainer.callback_metrics.items() if k.startswith("explain/")}
-    assert len(logged) == 13  # 7 QUBO scalars, 6 Grad-CAM top-K scalars (no solve time)
+    assert len(logged) == 11  # 7 QUBO scalars, 4 Grad-CAM top-K ones (no sizes, count or solve time)
 
     with open(os.path.join(loggers[0].log_dir, "metrics.csv")) as handle:
         row = next(csv.DictReader(handle))

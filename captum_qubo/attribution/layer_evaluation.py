@@ -31,10 +31,12 @@ class TargetCheckedForward:
         self.num_examples = num_examples
         # Captum reads device ids off a DataParallel forward_func; keep them visible through the wrapper.
         self.device_ids = getattr(forward_func, "device_ids", None)
+        self.output: Optional[Tensor] = None
 
     def __call__(self, *args: Any) -> Tensor:
         output = self.forward_func(*args)
         check_target(output, self.target, self.num_examples)
+        self.output = output.detach()
         return output
 
 
@@ -73,6 +75,7 @@ class MarginForward:
         self.num_examples = num_examples
         self.device_ids = getattr(forward_func, "device_ids", None)
         self.runner_up: Optional[Tensor] = None
+        self.output: Optional[Tensor] = None
 
     def __call__(self, *args: Any) -> Tensor:
         output = self.forward_func(*args)
@@ -85,7 +88,8 @@ class MarginForward:
         check_target(output, self.target, self.num_examples)
         targets = torch.as_tensor(self.target, device=output.device).long().flatten()
         targets = targets.expand(output.shape[0]) if targets.numel() == 1 else targets
-        rivals = output.detach().clone()
+        self.output = output.detach()
+        rivals = self.output.clone()
         rivals.scatter_(1, targets[:, None], float("-inf"))
         runner_up = rivals.argmax(dim=1)
         self.runner_up = runner_up
@@ -178,17 +182,22 @@ def layer_gradients_and_activations(
     device_ids: Optional[List[int]],
     attribute_to_layer_input: bool,
     grad_kwargs: Optional[dict] = None,
+    outputs: Optional[List[Tensor]] = None,
 ) -> Tuple[Tensor, Tensor]:
     """Validated (∂score/∂A, A), both (N, C, H, W) and detached, from one pass of Captum's helper.
 
     Uses ``torch.autograd.grad`` (via Captum), so parameters' ``.grad`` and the model's mode stay untouched.
+    The model's output of that pass, detached, is appended to ``outputs`` when one is given.
     """
     inputs = _format_tensor_into_tuples(inputs)
     wrapped = TargetCheckedForward(forward_func, target, inputs[0].shape[0])
-    return _gradients_and_activations(
+    gradients, activations = _gradients_and_activations(
         wrapped, forward_func, layer, inputs, target, additional_forward_args, device_ids, attribute_to_layer_input,
         grad_kwargs,
     )
+    if outputs is not None:
+        outputs.append(wrapped.output)
+    return gradients, activations
 
 
 def layer_margin_gradients_and_activations(
@@ -200,11 +209,12 @@ def layer_margin_gradients_and_activations(
     device_ids: Optional[List[int]],
     attribute_to_layer_input: bool,
     grad_kwargs: Optional[dict] = None,
+    outputs: Optional[List[Tensor]] = None,
 ) -> Tuple[Tensor, Tensor, Tensor]:
     """(∂(z_c − z_r)/∂A, A, r): the margin over the runner-up class r, from one forward and one backward pass.
 
-    As :func:`layer_gradients_and_activations`, with the score wrapped by :class:`MarginForward`; r is (N,) long,
-    the highest-scoring class other than the target per example, from the same forward pass.
+    As :func:`layer_gradients_and_activations` (``outputs`` too), with the score wrapped by :class:`MarginForward`;
+    r is (N,) long, the highest-scoring class other than the target per example, from the same forward pass.
     """
     inputs = _format_tensor_into_tuples(inputs)
     wrapped = MarginForward(forward_func, target, inputs[0].shape[0])
@@ -212,6 +222,8 @@ def layer_margin_gradients_and_activations(
         wrapped, forward_func, layer, inputs, None, additional_forward_args, device_ids, attribute_to_layer_input,
         grad_kwargs,
     )
+    if outputs is not None:
+        outputs.append(wrapped.output)
     return gradients, activations, wrapped.runner_up.detach()
 
 

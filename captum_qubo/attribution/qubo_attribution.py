@@ -99,6 +99,7 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
         self.last_channel_weights: Optional[Tensor] = None
         self.last_gradient_weights: Optional[Tensor] = None
         self.last_activations: Optional[Tensor] = None
+        self.last_outputs: Optional[Tensor] = None
 
     @log_usage()
     def attribute(
@@ -133,7 +134,9 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
             The selections are in ``self.last_selections``, α on the selected maps in
             ``self.last_channel_weights``; α of every map (the Grad-CAM weights) in
             ``self.last_gradient_weights`` and the layer's (N, C, h, w) activations in
-            ``self.last_activations``, so a Grad-CAM comparison needs no second pass. With
+            ``self.last_activations``, so a Grad-CAM comparison needs no second pass; the model's
+            output of the explained forward pass (detached) is in ``self.last_outputs``, so scoring
+            the unmasked inputs needs none either. With
             ``importance="contrastive"`` α is the margin's, ∂(z_c − z_r)/∂f averaged, and each
             selection's ``runner_up`` names r.
 
@@ -143,7 +146,7 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
         """
         # Never leave a stale result.
         self.last_selections, self.last_channel_weights = [], None
-        self.last_gradient_weights = self.last_activations = None
+        self.last_gradient_weights = self.last_activations = self.last_outputs = None
         check_sampler_ready(self.sampler_spec)
         sampler = self._resolve_sampler()
         inputs = _format_tensor_into_tuples(inputs)
@@ -159,13 +162,13 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
                 extra_args = tuple(_ordinary(arg) for arg in extra_args)
             target = _ordinary(target)
             start = perf_counter()
-            runner_up = None
+            runner_up, outputs = None, []
             arguments = (self.forward_func, self.layer, inputs, target, extra_args, self.device_ids,
                          attribute_to_layer_input)
             if self.options.importance in MARGIN_IMPORTANCES:  # one pass on the margin z_c − z_r
-                gradients, activations, runner_up = layer_margin_gradients_and_activations(*arguments)
+                gradients, activations, runner_up = layer_margin_gradients_and_activations(*arguments, outputs=outputs)
             else:
-                gradients, activations = layer_gradients_and_activations(*arguments)
+                gradients, activations = layer_gradients_and_activations(*arguments, outputs=outputs)
             forward_backward = perf_counter() - start
         # The map's weight (METHOD.md §2) whatever the QUBO rewards: α of the explained score (z_c, or the
         # margin z_c − z_r for the contrastive importance).
@@ -186,10 +189,12 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
         channels = states_to_channels(qubos, solution.states)
         capped = capped_importance(importance, qubos)
         sampler_name = self.sampler_spec if isinstance(self.sampler_spec, str) else _sampler_name(sampler)
-        alpha_numpy = alpha.double().cpu().numpy()
+        # One conversion per batch tensor; the records take rows of them.
+        alpha_numpy, importance_numpy = alpha.double().cpu().numpy(), importance.double().cpu().numpy()
+        energies, sizes = solution.energies.tolist(), qubos.num_variables.tolist()
         selections = []
         for i in range(num_samples):
-            if not channels[i].size and int(qubos.num_variables[i]) == 0:
+            if not channels[i].size and sizes[i] == 0:
                 warnings.warn(
                     f"sample {i} (target {targets[i]}): no feature map has positive importance, so nothing is "
                     "selected and its explanation is all zeros. Check the target or explain another layer.",
@@ -199,14 +204,14 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
             selections.append(
                 FeatureMapSelection(
                     channels=channels[i],
-                    importance=importance[i].double().cpu().numpy(),
-                    energy=float(solution.energies[i]),
-                    num_variables=int(qubos.num_variables[i]),
+                    importance=importance_numpy[i],
+                    energy=energies[i],
+                    num_variables=sizes[i],
                     sampler=sampler_name,
                     info=solution.infos[i],
                     timings={"forward_backward": forward_backward / num_samples, "build": build,
                              "solve": solution.solve_seconds[i]},
-                    qubo_factory=partial(self._sample_qubo, capped[i], activations[i]),
+                    qubo_factory=partial(self._sample_qubo, capped[i], activations, i),
                     target=targets[i],
                     alpha=alpha_numpy[i],
                     runner_up=None if runner_up is None else int(runner_up[i]),
@@ -219,11 +224,12 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
         self.last_selections = selections
         self.last_channel_weights = channel_weights
         self.last_gradient_weights, self.last_activations = alpha.detach(), activations.detach()
+        self.last_outputs = outputs[0]
         return explanation_map(channel_weights, activations, relu_attributions, attr_dim_summation, normalize)
 
-    def _sample_qubo(self, importance: np.ndarray, feature_maps: Tensor):
-        """One sample's :class:`FeatureMapQubo`, built on demand for ``FeatureMapSelection.qubo``."""
-        maps = feature_maps.double().cpu().numpy()
+    def _sample_qubo(self, importance: np.ndarray, activations: Tensor, index: int):
+        """Sample ``index``'s :class:`FeatureMapQubo`, built on demand for ``FeatureMapSelection.qubo``."""
+        maps = activations[index].double().cpu().numpy()
         return build_feature_map_qubo(
             importance, maps, self.beta, self.formulation, self.k, pair_convention=self.options.pair_convention
         )

@@ -7,7 +7,7 @@ scores, so they accumulate two scalar "sum" states and sync across processes.
 """
 from __future__ import annotations
 
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -66,23 +66,37 @@ def masked_confidences_of_methods(
     saliencies: Sequence[Tensor],
     target: TargetType,
     internal_batch_size: int = 64,
+    base_scores: Optional[Tensor] = None,
 ) -> Tuple[Tensor, List[Tensor]]:
     """:func:`masked_confidences` for several methods' maps of the same images, scoring the images once.
+
+    Args:
+        base_scores: (N,) y_c when already known, e.g. the softmax of an explainer's own forward pass
+            (``QuboFeatureMapAttribution.last_outputs``): the unmasked images are then not scored again.
+        The others as for :func:`masked_confidences`; the scoring passes run under ``torch.no_grad``.
 
     Returns:
         ``(base_scores, [masked_scores per map set])``.
     """
     maps = [as_saliency_map(saliency, inputs) for saliency in saliencies]
     for saliency in maps:
-        if saliency.min() < -SALIENCY_RANGE_TOLERANCE or saliency.max() > 1 + SALIENCY_RANGE_TOLERANCE:
+        low, high = torch.aminmax(saliency)
+        if low < -SALIENCY_RANGE_TOLERANCE or high > 1 + SALIENCY_RANGE_TOLERANCE:
             raise ValueError(
-                f"saliency must lie in [0, 1] (got [{saliency.min().item():.4g}, {saliency.max().item():.4g}]); "
+                f"saliency must lie in [0, 1] (got [{low.item():.4g}, {high.item():.4g}]); "
                 "min-max normalise each map first"
             )
     target = as_target_tensor(target, inputs.shape[0], inputs.device)
-    images = torch.cat([inputs] + [inputs * saliency.clamp(0.0, 1.0) for saliency in maps])
-    scores = target_probabilities(model, images, target.repeat(len(maps) + 1), internal_batch_size)
-    return scores[: inputs.shape[0]], list(scores[inputs.shape[0]:].split(inputs.shape[0]))
+    if base_scores is not None and tuple(base_scores.shape) != (inputs.shape[0],):
+        raise ValueError(f"base_scores must be (N,) = ({inputs.shape[0]},), got {tuple(base_scores.shape)}")
+    images = ([] if base_scores is not None else [inputs]) + [inputs * saliency.clamp(0.0, 1.0) for saliency in maps]
+    if not images:
+        return base_scores, []
+    with torch.no_grad():
+        scores = target_probabilities(model, torch.cat(images), target.repeat(len(images)), internal_batch_size)
+    if base_scores is None:
+        base_scores, scores = scores[: inputs.shape[0]], scores[inputs.shape[0]:]
+    return base_scores, list(scores.split(inputs.shape[0]))
 
 
 class AverageDrop(Metric):

@@ -20,6 +20,9 @@ from captum_qubo.solvers.dense_sampler import DenseTabuSampler
 from captum_qubo.solvers.dense_tabu import dense_tabu_search
 from captum_qubo.solvers.registry import submit_sample
 
+#: Most entries of the selected (S, S) coupling blocks that :func:`selection_energies` gathers at once (32 MB).
+ENERGY_BLOCK_ENTRIES = 1 << 22
+
 
 @dataclass(frozen=True)
 class BatchSolution:
@@ -120,23 +123,36 @@ def selection_energies(qubos: BatchedFeatureMapQubo, states: Tensor) -> np.ndarr
     """(B,) energies of K-hot or unconstrained states, each computed from its own selected entries only.
 
     Σ_S linear + Σ_{p<q∈S} quadratic (−β Σ_S h + (1−β) Σ_{p<q∈S} J under the ``"half"`` pair convention; the k_hot
-    penalty is 0 on K-hot states). Summing only the selected entries, in their own order, makes a problem's reported
-    energy independent of the batch it was solved in.
+    penalty is 0 on K-hot states). All problems are summed together, but each one's entries in its own order,
+    one addition at a time: a shorter selection only adds exact zeros, so a problem's reported energy does not
+    depend on the batch it was solved in. Only the selected blocks are gathered (on the problems' device), in
+    chunks of at most :data:`ENERGY_BLOCK_ENTRIES` entries.
     """
-    energies = np.zeros(qubos.num_problems)
-    linear = qubos.linear.detach().double().cpu().numpy()
-    # On a CPU the couplings are read in place (numpy indexing costs far less per sample than torch's); from another
-    # device only each sample's selected block is copied over.
-    on_cpu = qubos.J.device.type == "cpu"
-    couplings = qubos.J.detach().double().numpy() if on_cpu else qubos.J.detach()
-    for index, chosen in enumerate(states.detach().bool().cpu().numpy()):
-        chosen = np.flatnonzero(chosen)
-        if chosen.size:
-            if on_cpu:
-                block = couplings[index][np.ix_(chosen, chosen)]
-            else:
-                rows = torch.as_tensor(chosen, device=couplings.device)
-                block = couplings[index][rows][:, rows].cpu().numpy()
-            pairs = float((qubos.quadratic_scale * block.astype(np.float64)).sum()) / 2.0
-            energies[index] = float(linear[index, chosen].sum()) + pairs
-    return energies
+    batch = qubos.num_problems
+    chosen = states.detach().bool() & qubos.mask
+    counts = chosen.sum(dim=1)
+    width = int(counts.max()) if batch else 0
+    if width == 0:
+        return np.zeros(batch)
+    # Each problem's selected positions, ascending, then padding (whose entries are zeroed below).
+    positions = (~chosen).to(torch.uint8).argsort(dim=1, stable=True)[:, :width]
+    valid = torch.arange(width, device=positions.device) < counts[:, None]
+    linear = torch.where(valid, qubos.linear.detach().gather(1, positions), 0.0).double().cpu().numpy()
+    pair_sums = np.zeros(batch)
+    chunk = max(1, ENERGY_BLOCK_ENTRIES // (width * width))
+    for start in range(0, batch, chunk):
+        rows = slice(start, start + chunk)
+        index, inside = positions[rows], valid[rows]
+        problems = torch.arange(index.shape[0], device=index.device)[:, None, None]
+        block = qubos.J.detach()[rows][problems, index[:, :, None], index[:, None, :]]
+        block = torch.where(inside[:, :, None] & inside[:, None, :], block, 0.0).double().cpu().numpy()
+        pair_sums[rows] = _sequential_sum(_sequential_sum(block))
+    return _sequential_sum(linear) + qubos.quadratic_scale * pair_sums / 2.0
+
+
+def _sequential_sum(values: np.ndarray) -> np.ndarray:
+    """Sum over the last axis one entry at a time, in order (numpy's own sum regroups by length)."""
+    total = np.zeros(values.shape[:-1])
+    for position in range(values.shape[-1]):
+        total += values[..., position]
+    return total

@@ -24,7 +24,7 @@ class DenseTabuSampler(dimod.Sampler):
 
     ``num_reads`` is the number of starts; the sample set holds each start's best state. With ``k`` every state is
     exactly k-hot (pair-swap moves); without it, single flips. ``seed`` makes runs identical. BQMs of at most
-    ``exhaustive_max_variables`` variables (default 13) are enumerated instead when numba is installed: exact.
+    ``exhaustive_max_variables`` variables (default 16) are enumerated instead when numba is installed: exact.
     """
 
     parameters = {

@@ -53,9 +53,9 @@ DEFAULT_MAX_ITERATIONS = 2000
 DEFAULT_CAPACITY = 16
 # Unconstrained starts cover these subset sizes (cycled): the optimal sets are small.
 MAX_RANDOM_START_SIZE = 8
-# Problems this small are enumerated (2^d states, one O(d) update each): exact, and faster than the tabu search's
+# Problems this small are enumerated (2^d states, O(1) each): exact, and faster than the tabu search's
 # 32 starts up to about this size on a CPU (benchmarks/solver_table.py, "enumeration vs tabu").
-EXHAUSTIVE_MAX_VARIABLES = 13
+EXHAUSTIVE_MAX_VARIABLES = 16
 _IMPROVEMENT = 1e-12  # an energy lower by less than this is a tie, not a new best
 BACKENDS = ("auto", "compiled", "torch")
 

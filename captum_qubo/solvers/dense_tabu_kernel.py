@@ -236,11 +236,14 @@ def dense_tabu_kernel(linear, quadratic, scale, mask, order, tenure, k, slots, s
 
 @njit(cache=True)
 def dense_enumeration_kernel(linear, quadratic, scale, mask, k):
-    """The exact optimum of every problem by enumerating all 2^d states in Gray-code order (for small d).
+    """The exact optimum of every problem by enumerating all 2^d states (for small d).
 
-    One bit flips per state, so each state costs one incremental update of the local fields (O(d)), not a fresh
-    O(d²) energy. Among equal energies the state with the lowest binary index Σ n_p 2^p (over the real variables
-    in order) wins. With ``k >= 0`` only K-hot states count.
+    The variables split into a low and a high half. The low half's own energies are tabulated once, in Gray-code
+    order (one O(d) field update per state). The high half then runs through its states in Gray-code order too,
+    updating its own energy and the fields g it puts on the low variables; for each high state the low states
+    follow in the tabulated order, and the coupling between the halves changes by one ±g per step. So a state
+    costs O(1), not O(d). Among equal energies the state with the lowest binary index Σ n_p 2^p (over the real
+    variables in order) wins. With ``k >= 0`` only K-hot states count.
 
     Args:
         linear: (B, D) float64. quadratic: (B, D, D) float64, symmetric, zero diagonal; couplings ``scale * quadratic``.
@@ -259,29 +262,71 @@ def dense_enumeration_kernel(linear, quadratic, scale, mask, k):
             if mask[b, q]:
                 real[size] = q
                 size += 1
-        fields = np.empty(size)
-        for i in range(size):
+        low = (size + 1) // 2
+        low_steps = 1 << low
+        # The low half alone: energy, binary code, flipped bit, its direction (±1) and cardinality at each
+        # Gray-code step.
+        low_energy = np.zeros(low_steps)
+        low_code = np.zeros(low_steps, dtype=np.int64)
+        low_flip = np.zeros(low_steps, dtype=np.int64)
+        low_sign = np.zeros(low_steps)
+        low_count = np.zeros(low_steps, dtype=np.int64)
+        fields = np.empty(low)
+        for i in range(low):
             fields[i] = linear[b, real[i]]
         state = np.zeros(size, dtype=np.bool_)
         energy, count = 0.0, 0
-        best_energy, best_code = (0.0 if k <= 0 else np.inf), 0
-        for step in range(1, 1 << size):
-            flip = 0
-            while not (step >> flip) & 1:
-                flip += 1
+        for step in range(1, low_steps):
+            flip = _lowest_set_bit(step)
             p = real[flip]
             sign = -1.0 if state[flip] else 1.0
             energy = energy + sign * fields[flip]
-            for i in range(size):
+            for i in range(low):
                 fields[i] = fields[i] + sign * (scale * quadratic[b, p, real[i]])
             state[flip] = not state[flip]
             count += 1 if sign > 0 else -1
-            if k < 0 or count == k:
-                code = step ^ (step >> 1)
-                if energy < best_energy or (energy == best_energy and code < best_code):
-                    best_energy, best_code = energy, code
+            low_energy[step], low_code[step], low_count[step] = energy, step ^ (step >> 1), count
+            low_flip[step], low_sign[step] = flip, sign
+        # The high half: its own energy and fields, and the fields g it puts on the low variables.
+        high_fields = np.empty(size - low)
+        for j in range(size - low):
+            high_fields[j] = linear[b, real[low + j]]
+        cross_fields = np.zeros(low)
+        high_energy, high_count = 0.0, 0
+        best_energy, best_code = np.inf, 0
+        for high_step in range(1 << (size - low)):
+            if high_step:
+                flip = _lowest_set_bit(high_step)
+                p = real[low + flip]
+                sign = -1.0 if state[low + flip] else 1.0
+                high_energy = high_energy + sign * high_fields[flip]
+                for j in range(size - low):
+                    high_fields[j] = high_fields[j] + sign * (scale * quadratic[b, p, real[low + j]])
+                for i in range(low):
+                    cross_fields[i] = cross_fields[i] + sign * (scale * quadratic[b, p, real[i]])
+                state[low + flip] = not state[low + flip]
+                high_count += 1 if sign > 0 else -1
+            high_code = (high_step ^ (high_step >> 1)) << low
+            cross = 0.0
+            for step in range(low_steps):
+                if step:
+                    cross = cross + low_sign[step] * cross_fields[low_flip[step]]
+                if k < 0 or high_count + low_count[step] == k:
+                    total = high_energy + (low_energy[step] + cross)
+                    code = high_code | low_code[step]
+                    if total < best_energy or (total == best_energy and code < best_code):
+                        best_energy, best_code = total, code
         for i in range(size):
             if (best_code >> i) & 1:
                 best_states[b, real[i]] = 1.0
         best_energies[b] = best_energy
     return best_states, best_energies
+
+
+@njit(cache=True)
+def _lowest_set_bit(step):
+    """The bit that Gray code flips at ``step`` (>= 1)."""
+    bit = 0
+    while not (step >> bit) & 1:
+        bit += 1
+    return bit
