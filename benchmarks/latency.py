@@ -17,15 +17,21 @@ not comparable with the full-d rows.
 Usage:
     python -m benchmarks.latency [--repeats 5] [--images chelsea coffee astronaut] [--threads 1]
 A second table: images/s at batch 64 (72 photo views of benchmarks/_head_qubos, the first 64) for the default
-QUBO (both formulations) and the previous default sa, each ÷ LayerGradCam in the same interleaved run.
+QUBO (both formulations) and the previous default sa, each ÷ LayerGradCam in the same interleaved run, with the
+minor page faults and kernel seconds of each batch. It runs twice: with glibc's malloc defaults (large freed
+blocks go back to the kernel, so each pass faults its activations in again: on this VM that is most of a batch's
+time and swings ~2x) and then with freed memory kept (``mallopt``, as jemalloc/tcmalloc setups behave), where the
+comparison is of the computation alone.
 Writes benchmarks/results/latency.md and latency.json.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import platform
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -105,7 +111,8 @@ def run(images: List[str], repeats: int) -> Dict[str, dict]:
 
 
 def throughput(repeats: int) -> Dict[str, dict]:
-    """Images/s at batch 64 (photos, mirrored and cropped, explained for their top classes), ÷ LayerGradCam."""
+    """Images/s at batch 64 (photos, mirrored and cropped, explained for their top classes), ÷ LayerGradCam, with
+    each method's median minor page faults and system (kernel) seconds per batch."""
     from benchmarks._head_qubos import head_qubo_inputs
 
     model, layer, inputs, targets, _ = head_qubo_inputs()
@@ -116,19 +123,22 @@ def throughput(repeats: int) -> Dict[str, dict]:
     for label, fields in THROUGHPUT_METHODS:
         explainers[label] = QuboFeatureMapAttribution(model, layer, **fields)
         methods[label] = (lambda e: lambda: e.attribute(inputs, target=targets))(explainers[label])
-    seconds: Dict[str, List[float]] = {label: [] for label in methods}
+    measured: Dict[str, List[tuple]] = {label: [] for label in methods}
     for call in methods.values():
         call()  # warm-up
     for _ in range(repeats):  # interleaved, so load changes hit every method alike
         for label, call in methods.items():
-            start = time.perf_counter()
+            before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
             call()
-            seconds[label].append(time.perf_counter() - start)
-    reference = statistics.median(seconds["Captum LayerGradCam"])
+            seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
+            measured[label].append((seconds, after.ru_minflt - before.ru_minflt, after.ru_stime - before.ru_stime))
+    reference = statistics.median(run[0] for run in measured["Captum LayerGradCam"])
     rows = {}
-    for label, runs in seconds.items():
-        median = statistics.median(runs)
-        row = {"seconds": median, "images_per_s": THROUGHPUT_BATCH / median, "ratio": reference / median}
+    for label, runs in measured.items():
+        median = statistics.median(run[0] for run in runs)
+        row = {"seconds": median, "images_per_s": THROUGHPUT_BATCH / median, "ratio": reference / median,
+               "page_faults": statistics.median(run[1] for run in runs),
+               "system_seconds": statistics.median(run[2] for run in runs)}
         if label in explainers:
             timings = [s.timings for s in explainers[label].last_selections]
             row.update({part: sum(t[part] for t in timings) for part in ("forward_backward", "build", "solve")})
@@ -136,17 +146,29 @@ def throughput(repeats: int) -> Dict[str, dict]:
     return rows
 
 
-def throughput_markdown(rows: Dict[str, dict]) -> str:
+def keep_freed_memory() -> bool:
+    """Tell glibc's malloc to keep freed memory instead of handing it back to the kernel (what jemalloc or tcmalloc
+    setups do): later allocations then reuse pages instead of faulting in fresh ones. False where it cannot."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's <malloc.h> parameter numbers
+    return bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(libc.mallopt(m_trim_threshold, 1 << 62))
+
+
+def throughput_markdown(rows: Dict[str, dict], allocator: str) -> str:
     lines = [
-        f"Throughput at batch {THROUGHPUT_BATCH} (median of interleaved repeats; ratio = ours ÷ LayerGradCam images/s, "
-        "same run)",
+        f"Throughput at batch {THROUGHPUT_BATCH}, {allocator} (median of interleaved repeats; ratio = ours ÷ "
+        "LayerGradCam images/s, same run; page faults and system seconds per batch)",
         "",
-        "| method | images/s | ÷ LayerGradCam | forward+backward s | build s | solve s |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| method | images/s | ÷ LayerGradCam | forward+backward s | build s | solve s | page faults | system s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, row in rows.items():
         parts = " | ".join(f"{row[p]:.3f}" if p in row else "–" for p in ("forward_backward", "build", "solve"))
-        lines.append(f"| {label} | {row['images_per_s']:.1f} | {row['ratio']:.2f} | {parts} |")
+        lines.append(f"| {label} | {row['images_per_s']:.1f} | {row['ratio']:.2f} | {parts} | "
+                     f"{row['page_faults']:,.0f} | {row['system_seconds']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -196,14 +218,19 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results = run(args.images, args.repeats)
-    batched = throughput(args.repeats)
+    batched = {"glibc malloc defaults": throughput(args.repeats)}
+    # The same measurement with freed memory kept (last: mallopt cannot be undone). Under the defaults most of a
+    # batch-64 pass is the kernel faulting in fresh pages for the activations, which swings run to run.
+    if keep_freed_memory():
+        batched["freed memory kept (mallopt)"] = throughput(args.repeats)
     setting = (
         f"EfficientNet-Lite0, 224², layer _bn1.activation (1280 maps, 7×7), images {', '.join(args.images)}, "
         f"{args.repeats} repeats each, torch {torch.__version__} CPU, {args.threads} thread(s), "
         f"{platform.processor() or platform.machine()}"
     )
     setting += f", load average {os.getloadavg()[0]:.1f} at the end"
-    table = markdown(results, args.images, setting) + "\n" + throughput_markdown(batched)
+    table = markdown(results, args.images, setting) + "".join(
+        "\n" + throughput_markdown(rows, allocator) for allocator, rows in batched.items())
     print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latency.md").write_text(table)

@@ -182,6 +182,20 @@ def test_explanation_map_is_method_section_2(digits_model, digits_batch):
         np.testing.assert_allclose(attribution[i, 0].double().numpy(), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("importance", ["contribution", "contrastive"])
+def test_last_outputs_are_the_models_output_on_the_inputs(digits_model, digits_batch, importance):
+    images, labels = digits_batch
+    explainer = QuboFeatureMapAttribution(digits_model, digits_model.reduce, importance=importance)
+    explainer.attribute(images, target=labels)
+    with torch.no_grad():
+        expected = digits_model(images)
+    assert not explainer.last_outputs.requires_grad
+    torch.testing.assert_close(explainer.last_outputs, expected)
+    with pytest.raises(ValueError):
+        explainer.attribute(images, target=99)
+    assert explainer.last_outputs is None  # a failed call leaves no stale output
+
+
 def test_per_sample_targets_equal_one_at_a_time(digits_model, digits_batch):
     images, labels = digits_batch
     other = (labels + 1) % 10

@@ -77,6 +77,27 @@ def test_several_methods_maps_are_scored_against_one_base_pass():
         masked_confidences_of_methods(model, inputs, [first, second + 1.0], target=0)
 
 
+def test_known_base_scores_skip_the_unmasked_pass_and_no_graph_is_built():
+    model = two_pixel_model()
+    seen = []
+    counting = lambda images: seen.append(len(images)) or model(images)  # noqa: E731
+    inputs = torch.tensor([[[[2.0, 1.0]]], [[[-1.0, 3.0]]]], dtype=torch.float64)
+    first = torch.tensor([[[1.0, 0.0]], [[0.5, 0.25]]], dtype=torch.float64)
+    second = torch.tensor([[[0.0, 1.0]], [[1.0, 1.0]]], dtype=torch.float64)
+    known = torch.tensor([0.25, 0.5], dtype=torch.float64)  # whatever the caller measured: passed through as given
+    base, (masked_first, masked_second) = masked_confidences_of_methods(
+        counting, inputs, [first, second], target=0, internal_batch_size=4, base_scores=known)
+    assert seen == [4]  # the two methods' masked images, in one call; the unmasked ones are not scored
+    assert base is known
+    assert masked_first.tolist() == pytest.approx([sigmoid(2.0), sigmoid(-0.5 + 0.75)])
+    assert masked_second.tolist() == pytest.approx([sigmoid(1.0), sigmoid(2.0)])
+    with torch.enable_grad():
+        _, (masked,) = masked_confidences_of_methods(model, inputs.requires_grad_(), [first], target=0)
+    assert not masked.requires_grad  # scored under no_grad: no autograd graph kept
+    with pytest.raises(ValueError, match="base_scores must be"):
+        masked_confidences_of_methods(model, inputs, [first], target=0, base_scores=known[:1])
+
+
 @pytest.mark.parametrize(
     "saliency, target, message",
     [

@@ -159,6 +159,50 @@ def test_to_bqm_energies_equal_batched_energies_on_every_state(formulation, k):
         np.testing.assert_allclose(bqm_energies, qubo.energies(states), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("formulation, k", [("unconstrained", None), ("k_hot", 3)])
+def test_selection_energies_are_each_samples_qubo_energy_whatever_the_batch(monkeypatch, formulation, k):
+    """Against the per-sample QUBO's direct energy; bit for bit the same alone, in another batch order, and when the
+    selected blocks are gathered in small chunks."""
+    from captum_qubo.solvers import batch as solver_batch
+
+    rng = np.random.default_rng(3)
+    channels = 30
+    alpha = torch.as_tensor(rng.normal(size=(6, channels)) + 0.4)
+    maps = torch.as_tensor(np.abs(rng.normal(size=(6, channels, 4, 4))))
+    qubos = build_batched_qubos(alpha, maps, 0.8, formulation, k)
+    states = torch.zeros(qubos.mask.shape, dtype=torch.bool)
+    for i, d in enumerate(qubos.num_variables.tolist()):
+        chosen = rng.permutation(d)[: k if k else int(rng.integers(0, d + 1))]
+        states[i, chosen] = True
+    energies = solver_batch.selection_energies(qubos, states)
+    for i in range(6):
+        problem = build_feature_map_qubo(alpha[i].numpy(), maps[i].numpy(), 0.8, formulation, k)
+        state = states[i, : problem.num_variables].numpy()
+        assert energies[i] == pytest.approx(float(problem.energies(state)), abs=1e-12)
+        alone = build_batched_qubos(alpha[i:i + 1], maps[i:i + 1], 0.8, formulation, k)
+        assert solver_batch.selection_energies(alone, states[i:i + 1, : problem.num_variables])[0] == energies[i]
+    order = [4, 1, 5, 0, 3, 2]
+    shuffled = build_batched_qubos(alpha[order], maps[order], 0.8, formulation, k)
+    assert np.array_equal(solver_batch.selection_energies(shuffled, states[order]), energies[order])
+    monkeypatch.setattr(solver_batch, "ENERGY_BLOCK_ENTRIES", 10)  # one problem per chunk
+    assert np.array_equal(solver_batch.selection_energies(qubos, states), energies)
+
+
+def test_a_coupling_buffer_is_filled_only_when_it_fits():
+    rng = np.random.default_rng(4)
+    alpha = torch.as_tensor(rng.normal(size=(5, 12)) + 0.3)
+    maps = torch.as_tensor(np.abs(rng.normal(size=(5, 12, 3, 3))))
+    fresh = build_batched_qubos(alpha, maps)
+    needed = fresh.J.numel()
+    buffer = torch.full((needed + 7,), float("nan"), dtype=torch.float64)  # stale contents must not leak through
+    reused = build_batched_qubos(alpha, maps, coupling_buffer=buffer)
+    assert reused.J.data_ptr() == buffer.data_ptr() and torch.equal(reused.J, fresh.J)
+    for unusable in (torch.zeros(needed - 1, dtype=torch.float64), torch.zeros(needed, dtype=torch.float32),
+                     torch.zeros(2 * needed, dtype=torch.float64)[::2]):
+        other = build_batched_qubos(alpha, maps, coupling_buffer=unusable)
+        assert other.J.data_ptr() != unusable.data_ptr() and torch.equal(other.J, fresh.J)
+
+
 def test_qubo_fields_follow_the_method():
     rng = np.random.default_rng(1)
     alpha = np.array([0.5, -1.0, 2.0, 0.0, 1.0])
