@@ -191,13 +191,10 @@ def layer_gradients_and_activations(
     """
     inputs = _format_tensor_into_tuples(inputs)
     wrapped = TargetCheckedForward(forward_func, target, inputs[0].shape[0])
-    gradients, activations = _gradients_and_activations(
+    return _gradients_and_activations(
         wrapped, forward_func, layer, inputs, target, additional_forward_args, device_ids, attribute_to_layer_input,
-        grad_kwargs,
+        grad_kwargs, outputs,
     )
-    if outputs is not None:
-        outputs.append(wrapped.output)
-    return gradients, activations
 
 
 def layer_margin_gradients_and_activations(
@@ -220,10 +217,8 @@ def layer_margin_gradients_and_activations(
     wrapped = MarginForward(forward_func, target, inputs[0].shape[0])
     gradients, activations = _gradients_and_activations(
         wrapped, forward_func, layer, inputs, None, additional_forward_args, device_ids, attribute_to_layer_input,
-        grad_kwargs,
+        grad_kwargs, outputs,
     )
-    if outputs is not None:
-        outputs.append(wrapped.output)
     return gradients, activations, wrapped.runner_up.detach()
 
 
@@ -237,6 +232,7 @@ def _gradients_and_activations(
     device_ids: Optional[List[int]],
     attribute_to_layer_input: bool,
     grad_kwargs: Optional[dict],
+    outputs: Optional[List[Tensor]],
 ) -> Tuple[Tensor, Tensor]:
     check_finite_inputs(inputs)
     try:
@@ -261,6 +257,8 @@ def _gradients_and_activations(
             "that the prediction depends on: pick that submodule (or wrap the layer to return only the used tensor)."
         ) from error
     activations = single_4d(activations, forward_func, layer, attribute_to_layer_input)
+    if outputs is not None:
+        outputs.append(wrapped.output)
     return gradients[0].detach(), activations.detach()
 
 

@@ -18,7 +18,7 @@ both as a curve over K for a ranking of the maps (top-K by any channel weights).
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Sequence, Tuple, Union
 
 import torch
 from captum.attr import LayerFeatureAblation
