@@ -196,6 +196,27 @@ def test_last_outputs_are_the_models_output_on_the_inputs(digits_model, digits_b
     assert explainer.last_outputs is None  # a failed call leaves no stale output
 
 
+def test_a_kept_coupling_buffer_gives_the_same_explanations(digits_model, digits_batch, monkeypatch):
+    """Small coupling tensors are not kept (they would pin the heap); large ones are, and refilling one for later,
+    smaller batches changes nothing."""
+    from captum_qubo.attribution import qubo_attribution
+
+    images, labels = digits_batch
+    explainer = QuboFeatureMapAttribution(digits_model, digits_model.reduce)
+    explainer.attribute(images, target=labels)
+    assert explainer._coupling_buffer is None  # digits J: a few kB
+    monkeypatch.setattr(qubo_attribution, "REUSED_COUPLING_BYTES", 0)
+    reusing = QuboFeatureMapAttribution(digits_model, digits_model.reduce)
+    reusing.attribute(images, target=labels)
+    kept = reusing._coupling_buffer.data_ptr()
+    for rows in (slice(0, 5), slice(3, 4), slice(None)):
+        maps = reusing.attribute(images[rows], target=labels[rows])
+        assert reusing._coupling_buffer.data_ptr() == kept
+        fresh = QuboFeatureMapAttribution(digits_model, digits_model.reduce)
+        torch.testing.assert_close(maps, fresh.attribute(images[rows], target=labels[rows]), rtol=0, atol=0)
+        assert [s.energy for s in reusing.last_selections] == [s.energy for s in fresh.last_selections]
+
+
 def test_per_sample_targets_equal_one_at_a_time(digits_model, digits_batch):
     images, labels = digits_batch
     other = (labels + 1) % 10

@@ -41,6 +41,11 @@ from captum_qubo.solvers.batch import solve_batch
 from captum_qubo.solvers.registry import check_sampler_ready, get_sampler
 from captum_qubo.attribution.selection import FeatureMapSelection
 
+#: Coupling tensors at least this large are kept for the next batch. glibc maps blocks this size fresh from the
+#: kernel on every allocation (page faults); smaller ones come from the heap's own free memory, and keeping one
+#: alive between epochs would pin the heap (the resident set then grows in a training run).
+REUSED_COUPLING_BYTES = 32 << 20
+
 
 class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
     r"""Explains a prediction by the few feature maps of a conv layer that a QUBO selects.
@@ -55,9 +60,10 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
     A sample whose maps all have importance ≤ 0 has nothing to select: its explanation is all zeros, its
     selection is empty and a ``RuntimeWarning`` says so.
 
-    The explainer keeps the (B, D, D) coupling tensor of its largest batch so far and fills it again for the
-    next one (~100 MB in float64 for 64 EfficientNet head QUBOs): a fresh tensor of that size costs a CPU about
-    as much in page faults as the matmul that fills it. Deleting the explainer frees it.
+    The explainer keeps the (B, D, D) coupling tensor of its largest batch so far, when that is at least
+    :data:`REUSED_COUPLING_BYTES`, and fills it again for the next one (~100 MB in float64 for 64 EfficientNet head
+    QUBOs): a fresh tensor of that size costs a CPU about as much in page faults as the matmul that fills it.
+    Deleting the explainer frees it.
     """
 
     def __init__(
@@ -192,7 +198,8 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
         except SampleQuboError as error:
             raise ValueError(f"sample {error.sample} (target {targets[error.sample]}): {error.reason}") from error
         build = (perf_counter() - start) / max(num_samples, 1)
-        if self._coupling_buffer is None or qubos.J.data_ptr() != self._coupling_buffer.data_ptr():
+        if qubos.J.nbytes >= REUSED_COUPLING_BYTES and (
+                self._coupling_buffer is None or qubos.J.data_ptr() != self._coupling_buffer.data_ptr()):
             self._coupling_buffer = qubos.J.view(-1)  # a fresh J (first, larger or moved batch): reuse it next time
         solution = solve_batch(qubos, sampler, self.seed, self.sampler_kwargs)
         channels = states_to_channels(qubos, solution.states)
