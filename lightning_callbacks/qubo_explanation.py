@@ -220,6 +220,7 @@ class QuboExplanationCallback(LightningCallback):
         with explanation_context(pl_module):
             shown = self._explain(pl_module, positions) if positions else None
             values = {method: metrics.compute() for method, metrics in self._metrics.items()}
+        self._attribution.release_workspace()  # explained once per epoch: holding J until the next buys nothing
         record: Dict[str, float] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
         for method, method_values in values.items():
             for name in METRIC_NAMES:

@@ -215,6 +215,8 @@ def test_a_kept_coupling_buffer_gives_the_same_explanations(digits_model, digits
         fresh = QuboFeatureMapAttribution(digits_model, digits_model.reduce)
         torch.testing.assert_close(maps, fresh.attribute(images[rows], target=labels[rows]), rtol=0, atol=0)
         assert [s.energy for s in reusing.last_selections] == [s.energy for s in fresh.last_selections]
+    reusing.release_workspace()
+    assert reusing._coupling_buffer is None
 
 
 def test_per_sample_targets_equal_one_at_a_time(digits_model, digits_batch):

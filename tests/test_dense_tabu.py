@@ -193,6 +193,9 @@ def test_small_problems_are_enumerated_exactly_with_ties_to_the_lowest_binary_in
                 optimum = min(values)
                 assert state.sum() == k
             assert float(energy) == pytest.approx(optimum, abs=1e-12)
+            # ... and the returned state is one that has it (the bits map back to the right variables)
+            direct = np.dot(linear_part, state) + 0.5 * state @ pairs @ state
+            assert direct == pytest.approx(optimum, abs=1e-12)
     # A hole in the mask: the optimum of the problem without that variable, which is never selected.
     linear, quadratic, mask = _padded_batch(problems[1:2])
     mask[0, 4] = False

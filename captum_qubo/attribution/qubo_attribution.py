@@ -60,10 +60,11 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
     A sample whose maps all have importance ≤ 0 has nothing to select: its explanation is all zeros, its
     selection is empty and a ``RuntimeWarning`` says so.
 
-    The explainer keeps the (B, D, D) coupling tensor of its largest batch so far, when that is at least
-    :data:`REUSED_COUPLING_BYTES`, and fills it again for the next one (~100 MB in float64 for 64 EfficientNet head
-    QUBOs): a fresh tensor of that size costs a CPU about as much in page faults as the matmul that fills it.
-    Deleting the explainer frees it.
+    On a CPU the explainer keeps the (B, D, D) coupling tensor of its last freshly allocated batch, when that is at
+    least :data:`REUSED_COUPLING_BYTES`, and fills it again for the next batch that fits (~100 MB in float64 for 64
+    EfficientNet head QUBOs): a fresh tensor of that size costs a CPU about as much in page faults as the matmul
+    that fills it (CUDA's caching allocator needs no such help). :meth:`release_workspace` or deleting the explainer
+    frees it. Like the ``last_*`` attributes, this makes one explainer unsafe to share between threads.
     """
 
     def __init__(
@@ -149,7 +150,8 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
             ``self.last_gradient_weights`` and the layer's (N, C, h, w) activations in
             ``self.last_activations``, so a Grad-CAM comparison needs no second pass; the model's
             output of the explained forward pass (detached) is in ``self.last_outputs``, so scoring
-            the unmasked inputs needs none either. With
+            the unmasked inputs needs none either (under ``NoiseTunnel``: the outputs of the last call's
+            noisy copies). With
             ``importance="contrastive"`` α is the margin's, ∂(z_c − z_r)/∂f averaged, and each
             selection's ``runner_up`` names r.
 
@@ -198,7 +200,7 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
         except SampleQuboError as error:
             raise ValueError(f"sample {error.sample} (target {targets[error.sample]}): {error.reason}") from error
         build = (perf_counter() - start) / max(num_samples, 1)
-        if qubos.J.nbytes >= REUSED_COUPLING_BYTES and (
+        if qubos.J.device.type == "cpu" and qubos.J.nbytes >= REUSED_COUPLING_BYTES and (
                 self._coupling_buffer is None or qubos.J.data_ptr() != self._coupling_buffer.data_ptr()):
             self._coupling_buffer = qubos.J.view(-1)  # a fresh J (first, larger or moved batch): reuse it next time
         solution = solve_batch(qubos, sampler, self.seed, self.sampler_kwargs)
@@ -242,6 +244,10 @@ class QuboFeatureMapAttribution(LayerAttribution, GradientAttribution):
         self.last_gradient_weights, self.last_activations = alpha.detach(), activations.detach()
         self.last_outputs = outputs[0]
         return explanation_map(channel_weights, activations, relu_attributions, attr_dim_summation, normalize)
+
+    def release_workspace(self) -> None:
+        """Free the coupling tensor kept for the next batch (see the class docstring); the next call allocates."""
+        self._coupling_buffer = None
 
     def _sample_qubo(self, importance: np.ndarray, activations: Tensor, index: int):
         """Sample ``index``'s :class:`FeatureMapQubo`, built on demand for ``FeatureMapSelection.qubo``."""

@@ -20,7 +20,8 @@ from captum_qubo.solvers.dense_sampler import DenseTabuSampler
 from captum_qubo.solvers.dense_tabu import dense_tabu_search
 from captum_qubo.solvers.registry import submit_sample
 
-#: Most entries of the selected (S, S) coupling blocks that :func:`selection_energies` gathers at once (32 MB).
+#: Most entries of the selected (S, S) coupling blocks that :func:`selection_energies` gathers at once (32 MB of
+#: float64; the block's mask and dtype copy about double the peak).
 ENERGY_BLOCK_ENTRIES = 1 << 22
 
 
@@ -129,7 +130,7 @@ def selection_energies(qubos: BatchedFeatureMapQubo, states: Tensor) -> np.ndarr
     chunks of at most :data:`ENERGY_BLOCK_ENTRIES` entries.
     """
     batch = qubos.num_problems
-    chosen = states.detach().bool() & qubos.mask
+    chosen = states.detach().to(qubos.mask.device).bool() & qubos.mask
     counts = chosen.sum(dim=1)
     width = int(counts.max()) if batch else 0
     if width == 0:

@@ -28,8 +28,9 @@ by ``±Q[p]``, one row gather per move.
   :mod:`captum_qubo.solvers.dense_tabu_kernel` (per-operation overhead dominates a torch step there); elsewhere
   (CUDA) in batched torch operations (:class:`_SlotSearch`). Both give bit-identical results.
 - Small problems (d ≤ :data:`EXHAUSTIVE_MAX_VARIABLES`, e.g. the 16-map digits layer) are not searched but
-  enumerated — all 2^d states in Gray-code order, compiled, on the CPU for either device — which is exact and, up
-  to d = 13, faster than 32 tabu starts (benchmarks/solver_table.py). Without numba they take the torch search.
+  enumerated — all 2^d states, O(1) each (two halves, each in Gray-code order), compiled, on the CPU for either
+  device — which is exact and, up to d = 16, faster than 32 tabu starts (benchmarks/solver_table.py). Without numba
+  they take the torch search.
 """
 from __future__ import annotations
 
