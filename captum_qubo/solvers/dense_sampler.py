@@ -24,7 +24,8 @@ class DenseTabuSampler(dimod.Sampler):
 
     ``num_reads`` is the number of starts; the sample set holds each start's best state. With ``k`` every state is
     exactly k-hot (pair-swap moves); without it, single flips. ``seed`` makes runs identical. BQMs of at most
-    ``exhaustive_max_variables`` variables (default 16) are enumerated instead when numba is installed: exact.
+    ``exhaustive_max_variables`` variables (default :data:`~captum_qubo.solvers.dense_tabu.EXHAUSTIVE_MAX_VARIABLES`,
+    16) are enumerated instead when numba is installed: exact.
     """
 
     parameters = {
@@ -60,8 +61,9 @@ class DenseTabuSampler(dimod.Sampler):
             seed: seeds the random starts; None draws fresh randomness.
             k: keep exactly k variables equal to 1 (None: unconstrained).
             tenure, patience, max_iterations, exhaustive_max_variables: as for
-                :func:`~captum_qubo.solvers.dense_tabu.dense_tabu_search` (with numba, BQMs of at most 13
-                variables are solved exactly by enumeration by default; every read then holds the optimum).
+                :func:`~captum_qubo.solvers.dense_tabu.dense_tabu_search` (with numba, BQMs of at most
+                :data:`~captum_qubo.solvers.dense_tabu.EXHAUSTIVE_MAX_VARIABLES` variables are solved exactly by
+                enumeration by default; every read then holds the optimum).
             device: torch device to search on.
 
         Returns:
