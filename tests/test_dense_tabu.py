@@ -147,6 +147,27 @@ def test_compiled_and_torch_searches_make_the_same_moves(k):
         assert int(results[0].states.sum(dim=1).max()) > DEFAULT_CAPACITY  # the re-solve was exercised
 
 
+@pytest.mark.parametrize("k", [None, 4])
+def test_compiled_search_prunes_only_what_cannot_win(k):
+    """The compiled swap scan skips maps by a bound that holds only without negative couplings. Against the torch
+    search (which scans everything): couplings of mixed sign, a negative scale, and non-negative couplings but
+    for one map's row — the scan must stop pruning once that map enters — all make the same moves, bit for bit."""
+    rng = np.random.default_rng(31 if k is None else k)
+    d = 70
+    signed = rng.normal(size=(d, d)) * 0.3
+    signed = np.triu(signed, 1) + np.triu(signed, 1).T
+    one_negative_row = np.abs(signed).copy()
+    one_negative_row[5, 6:40] = one_negative_row[6:40, 5] = -0.4
+    linear = torch.as_tensor(rng.normal(size=(3, d)) - 0.6)
+    linear[2, 5] = -3.0  # the map with the negative row is among the first to enter
+    quadratic = torch.as_tensor(np.stack([signed, np.abs(signed), one_negative_row]))
+    for scale in (1.0, -0.5):
+        results = [dense_tabu_search(linear, quadratic, k=k, seed=2, backend=backend, quadratic_scale=scale,
+                                     exhaustive_max_variables=0) for backend in ("compiled", "torch")]
+        assert torch.equal(results[0].start_states, results[1].start_states)
+        assert torch.equal(results[0].start_energies, results[1].start_energies)
+
+
 def test_without_numba_auto_falls_back_to_the_same_torch_search(monkeypatch):
     """Without numba every problem, small ones included (no enumeration then), takes the torch tabu search."""
     from captum_qubo.solvers import dense_tabu

@@ -7,10 +7,18 @@ the same start sets, the same best-non-tabu move with aspiration, ties to the lo
 variable, the same incremental updates in the same order — so both give bit-identical states and energies
 (``tests/test_dense_tabu.py`` checks it). The torch implementation stays the one used on GPUs.
 
-The scan for the best swap out of each kept slot is the costly part of a step (O(d) per slot). A slot is skipped
-when a lower bound on its best swap — the lowest allowed field, minus the largest coupling of its map, minus that
-map's field — cannot beat the best move found so far; slots are visited lowest bound first. Rounding is monotone,
-so the bound holds in floating point too, and the moves stay exactly those of the full scan.
+The scans for the best swap out of each kept slot are the costly part of a step (O(d) per slot). Two bounds
+keep the moves exactly those of a full scan while skipping most of it:
+
+- A slot is skipped when a lower bound on its best swap — the lowest allowed field, minus the largest coupling
+  of its map, minus that map's field — cannot beat the best move found so far; slots are visited lowest bound
+  first. Each map's largest coupling is taken from its row the first time it enters (rows are read then anyway),
+  so no pass over the whole (d, d) matrix is needed.
+- Without negative couplings (checked on every row that entered) a map's field is at least its linear term, so
+  a slot's scan visits maps by ascending linear term and stops once that term (less the rounding the fields can
+  have accumulated) exceeds the best entry so far or the value above which the swap cannot win the step.
+
+Rounding is monotone and the margins cover the fields' accumulated rounding, so the bounds hold in floating point.
 
 :func:`dense_enumeration_kernel` solves small problems exactly instead.
 
@@ -67,9 +75,99 @@ def _apply(slot, incoming, removal, iteration, problem_rows, scale, tenure, stat
 
 
 @njit(cache=True)
-def _search_one_start(linear, problem_rows, scale, row_max, real, order, size, tenure, k, slots, start_size, greedy_start, patience,
-                      max_iterations, best_state_out):
-    """One start of one problem; writes its best state into ``best_state_out`` and returns (best energy, steps)."""
+def _best_swap_entry(allowed, entering, tabu, tabu_count, row, end, scan_order, scan_linear, slack, pruning, cut):
+    """The best map to enter in place of a kept map whose coupling row is ``row``: ``(value, q)`` of the lowest
+    ``entering[q] − row[q]`` (non-tabu maps) and of the lowest ``allowed[q] − row[q]`` (tabu ones too, for
+    aspiration), ties to the lower index.
+
+    With ``pruning`` (no kept row has a negative coupling) a map's value is at least its linear term less
+    ``slack`` (the rounding its field can have accumulated), so maps are visited by ascending linear term
+    (``scan_order``, ``scan_linear``) and the scan stops once that bound exceeds the best value so far — the
+    result of a scan over every map — or exceeds ``cut``, a value above which this swap cannot win (the result
+    then only has to lose, and does). Otherwise every map is visited in index order. The few tabu maps are
+    added afterwards for the aspiration value.
+    """
+    if pruning:
+        best, best_q = np.inf, 0
+        for position in range(scan_order.shape[0]):
+            lower = scan_linear[position] - slack
+            if lower > best or lower > cut:
+                break
+            q = scan_order[position]
+            value = entering[q] - row[q]
+            if value < best or (value == best and q < best_q):
+                best, best_q = value, q
+    else:
+        best = _lowest_difference(entering, row, end)
+        best_q = _first_equal_difference(entering, row, end, best)
+    any_best, any_q = best, best_q
+    for position in range(tabu_count):
+        q = tabu[position]
+        value = allowed[q] - row[q]
+        if value < any_best or (value == any_best and q < any_q):
+            any_best, any_q = value, q
+    return best, best_q, any_best, any_q
+
+
+@njit(cache=True, fastmath={"nnan"})
+def _lowest(values, end):
+    """min of ``values[:end]`` (never NaN, so the reduction may be reordered)."""
+    lowest = np.inf
+    for q in range(end):
+        lowest = min(lowest, values[q])
+    return lowest
+
+
+@njit(cache=True, fastmath={"nnan"})
+def _lowest_difference(values, row, end):
+    """min of ``values[:end] − row[:end]``."""
+    lowest = np.inf
+    for q in range(end):
+        lowest = min(lowest, values[q] - row[q])
+    return lowest
+
+
+@njit(cache=True)
+def _first_equal(values, end, target):
+    """The first q < end with ``values[q] == target`` (0 if none)."""
+    for q in range(end):
+        if values[q] == target:
+            return q
+    return 0
+
+
+@njit(cache=True)
+def _first_equal_difference(values, row, end, target):
+    """The first q < end with ``values[q] − row[q] == target`` (0 if none)."""
+    for q in range(end):
+        if values[q] - row[q] == target:
+            return q
+    return 0
+
+
+@njit(cache=True, fastmath={"nnan"})
+def _row_range(row, real, end, contiguous):
+    """(min, max) of ``row`` over the real q < end (finite couplings: the reduction may be reordered)."""
+    low, high = np.inf, -np.inf
+    if contiguous:
+        for q in range(end):
+            low, high = min(low, row[q]), max(high, row[q])
+    else:
+        for q in range(end):
+            if real[q]:
+                low, high = min(low, row[q]), max(high, row[q])
+    return low, high
+
+
+@njit(cache=True)
+def _search_one_start(linear, problem_rows, scale, real, contiguous, scan_order, scan_linear, largest_linear, row_low,
+                      row_high, order, size, tenure, k, slots, start_size, greedy_start, patience, max_iterations,
+                      best_state_out):
+    """One start of one problem; writes its best state into ``best_state_out`` and returns (best energy, steps).
+
+    ``row_low`` / ``row_high`` (NaN until known) cache, per problem, the smallest and largest scaled coupling of
+    each map's row, filled the first time that map enters (so no pass over the whole coupling matrix).
+    """
     width = linear.shape[0]
     end = 0
     for q in range(width):
@@ -88,6 +186,10 @@ def _search_one_start(linear, problem_rows, scale, row_max, real, order, size, t
     filled = np.zeros(slots, dtype=np.bool_)
     selected_rows = np.zeros((slots, width))
     constrained = k >= 0
+    # The fields' accumulated rounding: at most two roundings per step, each within 2⁻⁵² of the largest field,
+    # |linear| + (slots + 1)·(largest coupling entered so far), with a factor 4 to spare.
+    rounding = 4.0 * (2.0 * (max_iterations + slots) + 4.0) * 2.0 ** -52
+    largest_coupling, nonnegative = 0.0, True
 
     for slot in range(min(start_size, size)):
         variable = order[slot]
@@ -100,35 +202,45 @@ def _search_one_start(linear, problem_rows, scale, row_max, real, order, size, t
                     lowest, variable = value, q
         energy = _apply(slot, variable, False, -1, problem_rows, scale, tenure, state, fields, energy, enter_until,
                         kept_block, selected, filled, selected_rows, end)
+        if np.isnan(row_high[variable]):
+            row_low[variable], row_high[variable] = _row_range(selected_rows[slot], real, end, contiguous)
+        nonnegative = nonnegative and row_low[variable] >= 0.0
+        largest_coupling = max(largest_coupling, row_high[variable])
     best_energy = energy
     best_state_out[:] = state
 
     allowed = np.empty(width)
     entering = np.empty(width)
+    tabu = np.empty(width, dtype=np.int64)
+    removed = np.empty(width, dtype=np.int64)  # maps that may still be tabu, in the order they left
+    removed_count = 0
     bounds = np.empty(slots)
     ordered = np.empty(slots, dtype=np.int64)
-    tabu = np.empty(width, dtype=np.int64)
     stale = 0
     steps = 0
     for iteration in range(max_iterations):
         if stale >= patience:
             break
-        # An empty slot's candidates (additions) are the same for every empty slot: computed with the fields.
-        empty_min, empty_incoming, empty_any, empty_any_incoming = np.inf, 0, np.inf, 0
-        tabu_count = 0
         for q in range(end):  # no variable beyond the last real one can enter
-            allowed[q] = fields[q] + kept_block[q] + padding_block[q]
+            value = fields[q] + kept_block[q] + padding_block[q]
+            allowed[q] = value
+            entering[q] = np.inf if enter_until[q] > iteration else value
+        # An empty slot's candidates (additions) are the same for every empty slot; the lowest allowed field
+        # also bounds every swap below.
+        empty_min, empty_any = _lowest(entering, end), _lowest(allowed, end)
+        # The tabu maps that could otherwise enter (only aspiration lets them in) are among the recently removed.
+        tabu_count, live = 0, 0
+        for position in range(removed_count):
+            q = removed[position]
             if enter_until[q] > iteration:
-                entering[q] = np.inf
-                if allowed[q] < np.inf:  # tabu, and could otherwise enter: only aspiration lets it in
+                removed[live] = q
+                live += 1
+                if allowed[q] < np.inf:
                     tabu[tabu_count] = q
                     tabu_count += 1
-            else:
-                entering[q] = allowed[q]
-            if entering[q] < empty_min:
-                empty_min, empty_incoming = entering[q], q
-            if allowed[q] < empty_any:
-                empty_any, empty_any_incoming = allowed[q], q
+        removed_count = live
+        slack = rounding * (largest_linear + (slots + 1) * largest_coupling)
+        pruning = nonnegative and np.isfinite(slack)
         # The winner is the lowest (swap change, slot) pair, with removals after every swap among ties. Slots are
         # visited most promising first, and a slot is skipped when even its lower bound (no map enters for less
         # than the lowest allowed field, and no kept row couples more than its largest entry) cannot win, so the
@@ -137,7 +249,7 @@ def _search_one_start(linear, problem_rows, scale, row_max, real, order, size, t
         filled_count = 0
         for slot in range(slots):
             if filled[slot]:
-                bound = (empty_any - row_max[selected[slot]]) - fields[selected[slot]]
+                bound = (empty_any - row_high[selected[slot]]) - fields[selected[slot]]
                 position = filled_count
                 while position > 0 and bounds[position - 1] > bound:
                     bounds[position], ordered[position] = bounds[position - 1], ordered[position - 1]
@@ -145,10 +257,11 @@ def _search_one_start(linear, problem_rows, scale, row_max, real, order, size, t
                 bounds[position], ordered[position] = bound, slot
                 filled_count += 1
             elif move_slot == slots:
-                swap, incoming = empty_min, empty_incoming
                 # Aspiration: a tabu map may enter when that reaches a new best energy.
                 if energy + empty_any < best_energy - _IMPROVEMENT:
-                    swap, incoming = empty_any, empty_any_incoming
+                    swap, incoming = empty_any, _first_equal(allowed, end, empty_any)
+                else:
+                    swap, incoming = empty_min, _first_equal(entering, end, empty_min)
                 move_delta, move_slot, move_incoming = swap, slot, incoming
         removal_delta, removal_slot = np.inf, 0
         if not constrained:
@@ -160,19 +273,12 @@ def _search_one_start(linear, problem_rows, scale, row_max, real, order, size, t
             if bound > removal_delta or bound > move_delta or (bound == move_delta and slot > move_slot):
                 continue
             field_out = fields[selected[slot]]
-            # The best non-tabu entry in one scan; the best of all entries (for aspiration) adds the few tabu
-            # ones, ties to the lower index as a scan over every entry would give.
-            per_slot, incoming = np.inf, 0
-            for q in range(end):
-                value = entering[q] - selected_rows[slot, q]
-                if value < per_slot:
-                    per_slot, incoming = value, q
-            any_slot, any_incoming = per_slot, incoming
-            for position_tabu in range(tabu_count):
-                q = tabu[position_tabu]
-                value = allowed[q] - selected_rows[slot, q]
-                if value < any_slot or (value == any_slot and q < any_incoming):
-                    any_slot, any_incoming = value, q
+            # A swap wins only with a change at most the best move's (removals included): entry values above
+            # that plus field_out (with the rounding margin) need not be scanned.
+            cut = (min(move_delta, removal_delta) + field_out) + slack
+            per_slot, incoming, any_slot, any_incoming = _best_swap_entry(
+                allowed, entering, tabu, tabu_count, selected_rows[slot], end, scan_order, scan_linear, slack,
+                pruning, cut)
             swap = per_slot - field_out
             if energy + any_slot - field_out < best_energy - _IMPROVEMENT:
                 swap, incoming = any_slot - field_out, any_incoming
@@ -182,8 +288,17 @@ def _search_one_start(linear, problem_rows, scale, row_max, real, order, size, t
             move_delta, move_slot, move_removal = removal_delta, removal_slot, True
         if not np.isfinite(move_delta):
             break
-        energy = _apply(move_slot, move_incoming, move_removal, iteration, problem_rows, scale, tenure, state, fields, energy,
-                        enter_until, kept_block, selected, filled, selected_rows, end)
+        if filled[move_slot] and enter_until[selected[move_slot]] <= iteration:
+            removed[removed_count] = selected[move_slot]  # becomes tabu (one still tabu is listed already)
+            removed_count += 1
+        energy = _apply(move_slot, move_incoming, move_removal, iteration, problem_rows, scale, tenure, state, fields,
+                        energy, enter_until, kept_block, selected, filled, selected_rows, end)
+        if not move_removal:
+            if np.isnan(row_high[move_incoming]):
+                row_low[move_incoming], row_high[move_incoming] = _row_range(selected_rows[move_slot], real, end,
+                                                                             contiguous)
+            nonnegative = nonnegative and row_low[move_incoming] >= 0.0
+            largest_coupling = max(largest_coupling, row_high[move_incoming])
         steps = iteration + 1
         if energy < best_energy - _IMPROVEMENT:
             best_energy = energy
@@ -216,20 +331,24 @@ def dense_tabu_kernel(linear, quadratic, scale, mask, order, tenure, k, slots, s
     best_energies = np.zeros((batch, starts))
     steps = np.zeros((batch, starts), dtype=np.int64)
     for b in range(batch):
-        size = 0
+        real = mask[b]
+        size, end, largest_linear = 0, 0, 0.0
         for q in range(width):
-            if mask[b, q]:
+            if real[q]:
                 size += 1
-        # Each variable's largest coupling: the swap scan's lower bounds.
-        row_max = np.full(width, -np.inf)
-        for p in range(width):
-            for q in range(width):
-                if mask[b, q] and scale * quadratic[b, p, q] > row_max[p]:
-                    row_max[p] = scale * quadratic[b, p, q]
+                end = q + 1
+                largest_linear = max(largest_linear, abs(linear[b, q]))
+        contiguous = size == end  # no holes among the real variables
+        # The real variables by ascending linear term: the swap scans' visiting order.
+        scan_order = np.argsort(np.where(real, linear[b], np.inf), kind="mergesort")[:size]
+        scan_linear = linear[b][scan_order]
+        row_low = np.full(width, np.nan)
+        row_high = np.full(width, np.nan)
         for r in range(starts):
             best_energies[b, r], steps[b, r] = _search_one_start(
-                linear[b], quadratic[b], scale, row_max, mask[b], order[b, r], size, tenure[b], k, slots, start_sizes[r],
-                k >= 0 and r == 0, patience[b], max_iterations, best_states[b, r],
+                linear[b], quadratic[b], scale, real, contiguous, scan_order, scan_linear, largest_linear, row_low,
+                row_high, order[b, r], size, tenure[b], k, slots, start_sizes[r], k >= 0 and r == 0, patience[b],
+                max_iterations, best_states[b, r],
             )
     return best_states, best_energies, steps
 
