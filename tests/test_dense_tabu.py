@@ -168,6 +168,21 @@ def test_compiled_search_prunes_only_what_cannot_win(k):
         assert torch.equal(results[0].start_energies, results[1].start_energies)
 
 
+@pytest.mark.parametrize("count", [0, 1, 5, 9, 12])
+def test_start_order_kernel_takes_the_smallest_keys_in_order(count):
+    """The compiled start order equals a stable argsort's first ``count`` (ties by index), with padding keys +inf
+    and rows shorter than ``count``."""
+    from captum_qubo.solvers.dense_tabu_kernel import smallest_keys_kernel
+
+    rng = np.random.default_rng(count)
+    keys = rng.integers(0, 6, size=(3, 4, 12)).astype(float)  # many ties
+    keys[1, :, 7:] = np.inf
+    keys[2] = rng.random((4, 12))
+    order = smallest_keys_kernel(keys, count)
+    assert order.shape == (3, 4, count)
+    np.testing.assert_array_equal(order, np.argsort(keys, axis=2, kind="stable")[:, :, :count])
+
+
 def test_without_numba_auto_falls_back_to_the_same_torch_search(monkeypatch):
     """Without numba every problem, small ones included (no enumeration then), takes the torch tabu search."""
     from captum_qubo.solvers import dense_tabu

@@ -238,16 +238,22 @@ def compiled_search_available() -> bool:
 
 @functools.lru_cache(maxsize=None)
 def _compiled_kernels():
-    """(search, enumeration) kernels, both loaded on first use: loading one from numba's cache takes ~0.1-0.5 s, which
-    would otherwise land in whichever later call (a training epoch, a timed batch) first needs the other."""
-    from captum_qubo.solvers.dense_tabu_kernel import dense_enumeration_kernel, dense_tabu_kernel
+    """(search, enumeration, start order) kernels, all loaded on first use: loading one from numba's cache takes
+    ~0.1-0.5 s, which would otherwise land in whichever later call (a training epoch, a timed batch) first needs
+    another."""
+    from captum_qubo.solvers.dense_tabu_kernel import (
+        dense_enumeration_kernel,
+        dense_tabu_kernel,
+        smallest_keys_kernel,
+    )
 
     linear, quadratic = np.zeros((1, 2)), np.zeros((1, 2, 2))
     mask = np.ones((1, 2), dtype=np.bool_)
     dense_enumeration_kernel(linear, quadratic, 1.0, mask, -1)
     dense_tabu_kernel(linear, quadratic, 1.0, mask, np.zeros((1, 1, 1), dtype=np.int64), np.ones(1), -1, 2,
                       np.ones(1, dtype=np.int64), np.ones(1, dtype=np.int64), 1)
-    return dense_tabu_kernel, dense_enumeration_kernel
+    smallest_keys_kernel(np.zeros((1, 1, 2)), 1)
+    return dense_tabu_kernel, dense_enumeration_kernel, smallest_keys_kernel
 
 
 def _start_sizes(num_starts: int, k: Optional[int], slots: int) -> Tensor:
@@ -263,8 +269,11 @@ def _start_sizes(num_starts: int, k: Optional[int], slots: int) -> Tensor:
 def _start_order(keys: Tensor, start_sizes: Tensor) -> Tensor:
     """(B, R, m) each start's first m variables, smallest key first (m: the largest start size); a start takes
     its first s_r. Only this prefix is ever read, so it is not worth sorting all D keys."""
-    prefix = min(keys.shape[2], int(start_sizes.max()) if len(start_sizes) else 0)
-    return keys.topk(prefix, dim=2, largest=False, sorted=True).indices
+    return keys.topk(_start_prefix(keys, start_sizes), dim=2, largest=False, sorted=True).indices
+
+
+def _start_prefix(keys: Tensor, start_sizes: Tensor) -> int:
+    return min(keys.shape[2], int(start_sizes.max()) if len(start_sizes) else 0)
 
 
 def _best_of_starts(start_states: Tensor, start_energies: Tensor, iterations: int) -> DenseSearchResult:
@@ -276,13 +285,15 @@ def _best_of_starts(start_states: Tensor, start_energies: Tensor, iterations: in
 
 def _run_compiled(linear, quadratic, mask, keys, tenure, k, capacity, patience, max_iterations, scale
                   ) -> DenseSearchResult:
-    dense_tabu_kernel = _compiled_kernels()[0]
+    dense_tabu_kernel, _, smallest_keys_kernel = _compiled_kernels()
 
     slots = k if k is not None else capacity
     start_sizes = _start_sizes(keys.shape[1], k, slots)
+    # The start order of _start_order, selected in compiled loops (a torch top-k costs ~10 ms per 64 head QUBOs).
+    order = smallest_keys_kernel(_as_array(keys, torch.float64), _start_prefix(keys, start_sizes))
     states, energies, steps = dense_tabu_kernel(
         _as_array(linear, torch.float64), _as_array(quadratic, torch.float64), scale, _as_array(mask, torch.bool),
-        _as_array(_start_order(keys, start_sizes), torch.long), _as_array(tenure, torch.float64),
+        order, _as_array(tenure, torch.float64),
         -1 if k is None else k, slots, _as_array(start_sizes, torch.long),
         _as_array(patience, torch.long), max_iterations,
     )

@@ -354,6 +354,32 @@ def dense_tabu_kernel(linear, quadratic, scale, mask, order, tenure, k, slots, s
 
 
 @njit(cache=True)
+def smallest_keys_kernel(keys, count):
+    """(B, R, count) int64: for every problem and start, the indices of its ``count`` smallest keys (B, R, D),
+    smallest first, equal keys by ascending index."""
+    batch, starts, width = keys.shape
+    order = np.zeros((batch, starts, count), dtype=np.int64)
+    if count == 0:
+        return order
+    smallest = np.empty(count)
+    for b in range(batch):
+        for r in range(starts):
+            row, chosen = keys[b, r], order[b, r]
+            taken = 0
+            for q in range(width):
+                key = row[q]
+                if taken == count and not key < smallest[count - 1]:
+                    continue
+                position = taken if taken < count else count - 1
+                while position > 0 and key < smallest[position - 1]:
+                    smallest[position], chosen[position] = smallest[position - 1], chosen[position - 1]
+                    position -= 1
+                smallest[position], chosen[position] = key, q
+                taken = min(taken + 1, count)
+    return order
+
+
+@njit(cache=True)
 def dense_enumeration_kernel(linear, quadratic, scale, mask, k):
     """The exact optimum of every problem by enumerating all 2^d states (for small d).
 
