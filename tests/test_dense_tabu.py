@@ -168,6 +168,24 @@ def test_compiled_search_prunes_only_what_cannot_win(k):
         assert torch.equal(results[0].start_energies, results[1].start_energies)
 
 
+@pytest.mark.parametrize("k", [None, 3])
+def test_compiled_ordered_scan_breaks_ties_as_a_full_scan(k):
+    """Integer-valued problems tie everywhere; a spiky linear profile (a few strongly negative terms) keeps the
+    ordered, pruned scan on for the whole search. Ties must still go to the lowest index, as in the torch search."""
+    rng = np.random.default_rng(40 if k is None else k)
+    d, batch = 50, 4
+    linear = torch.full((batch, d), 3.0, dtype=torch.float64)
+    for i in range(batch):
+        linear[i, rng.permutation(d)[:10]] = torch.as_tensor(rng.integers(-3, 0, size=10), dtype=torch.float64)
+    couplings = (rng.random((batch, d, d)) < 0.3).astype(float)
+    couplings = np.triu(couplings, 1) + np.transpose(np.triu(couplings, 1), (0, 2, 1))
+    quadratic = torch.as_tensor(couplings)
+    results = [dense_tabu_search(linear, quadratic, k=k, num_starts=12, seed=5, backend=backend,
+                                 exhaustive_max_variables=0) for backend in ("compiled", "torch")]
+    assert torch.equal(results[0].start_states, results[1].start_states)
+    assert torch.equal(results[0].start_energies, results[1].start_energies)
+
+
 @pytest.mark.parametrize("count", [0, 1, 5, 9, 12])
 def test_start_order_kernel_takes_the_smallest_keys_in_order(count):
     """The compiled start order equals a stable argsort's first ``count`` (ties by index), with padding keys +inf

@@ -289,7 +289,8 @@ def _run_compiled(linear, quadratic, mask, keys, tenure, k, capacity, patience, 
 
     slots = k if k is not None else capacity
     start_sizes = _start_sizes(keys.shape[1], k, slots)
-    # The start order of _start_order, selected in compiled loops (a torch top-k costs ~10 ms per 64 head QUBOs).
+    # The start order of _start_order on every entry a start reads (ties at the +inf padding may differ), selected
+    # in compiled loops (a torch top-k costs ~10 ms per 64 head QUBOs).
     order = smallest_keys_kernel(_as_array(keys, torch.float64), _start_prefix(keys, start_sizes))
     states, energies, steps = dense_tabu_kernel(
         _as_array(linear, torch.float64), _as_array(quadratic, torch.float64), scale, _as_array(mask, torch.bool),

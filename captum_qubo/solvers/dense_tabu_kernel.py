@@ -17,9 +17,10 @@ keep the moves exactly those of a full scan while skipping most of it:
 - Without negative couplings (checked on every row that entered) a map's field is at least its linear term, so
   a slot's scan visits maps by ascending linear term and stops once that term (less the rounding the fields can
   have accumulated) exceeds the best entry so far or the value above which the swap cannot win the step. That
-  pays where few maps carry most of the importance (head QUBOs: ~13 % of the maps visited for k_hot K = 5, ~34 %
-  unconstrained); a problem whose ordered scans visit more than a quarter of its maps switches to the vectorised
-  scan in index order, which is faster per map (flat importances, e.g. the random family of the solver table).
+  pays where few maps carry most of the importance (head QUBOs, averaged over scans: ~13 % of the maps visited
+  for k_hot K = 5, ~34 % unconstrained). A problem whose ordered scans visit more than a quarter of its maps
+  (judged after its first 32) switches to the vectorised scan in index order, which is faster per map: most
+  unconstrained head QUBOs do, and so do flat importances such as the solver table's random family.
 
 Rounding is monotone and the margins cover the fields' accumulated rounding, so the bounds hold in floating point.
 
@@ -86,7 +87,7 @@ def _ordered_best_entry(entering, row, scan_order, scan_linear, slack, cut):
     """``(value, q, visited)``: the lowest ``entering[q] − row[q]``, ties to the lower index, found by visiting maps
     by ascending linear term (``scan_order``, ``scan_linear``).
 
-    Valid only when no kept row has a negative coupling: a map's value is then at least its linear term less
+    Valid only when no row that entered this start has a negative coupling: a map's value is then at least its linear term less
     ``slack`` (the rounding its field can have accumulated), so the scan stops once that bound exceeds the best
     value so far — the result of a scan over every map — or exceeds ``cut``, a value above which this swap cannot
     win (the result then only has to lose, and does).
