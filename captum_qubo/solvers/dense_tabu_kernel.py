@@ -168,6 +168,15 @@ def _row_range(row, real, end, contiguous):
 
 
 @njit(cache=True)
+def _note_entry(variable, row, real, end, contiguous, row_low, row_high, nonnegative, largest_coupling):
+    """A map entered with its scaled coupling ``row``: cache the row's extremes on its first entry, and return
+    whether every entered row is still non-negative and the largest coupling entered so far."""
+    if np.isnan(row_high[variable]):
+        row_low[variable], row_high[variable] = _row_range(row, real, end, contiguous)
+    return nonnegative and row_low[variable] >= 0.0, max(largest_coupling, row_high[variable])
+
+
+@njit(cache=True)
 def _search_one_start(linear, problem_rows, scale, real, contiguous, scan_order, scan_linear, largest_linear, row_low,
                       row_high, scan_counts, order, size, tenure, k, slots, start_size, greedy_start, patience, max_iterations,
                       best_state_out):
@@ -211,10 +220,8 @@ def _search_one_start(linear, problem_rows, scale, real, contiguous, scan_order,
                     lowest, variable = value, q
         energy = _apply(slot, variable, False, -1, problem_rows, scale, tenure, state, fields, energy, enter_until,
                         kept_block, selected, filled, selected_rows, end)
-        if np.isnan(row_high[variable]):
-            row_low[variable], row_high[variable] = _row_range(selected_rows[slot], real, end, contiguous)
-        nonnegative = nonnegative and row_low[variable] >= 0.0
-        largest_coupling = max(largest_coupling, row_high[variable])
+        nonnegative, largest_coupling = _note_entry(variable, selected_rows[slot], real, end, contiguous, row_low,
+                                                    row_high, nonnegative, largest_coupling)
     best_energy = energy
     best_state_out[:] = state
 
@@ -315,11 +322,8 @@ def _search_one_start(linear, problem_rows, scale, real, contiguous, scan_order,
         energy = _apply(move_slot, move_incoming, move_removal, iteration, problem_rows, scale, tenure, state, fields,
                         energy, enter_until, kept_block, selected, filled, selected_rows, end)
         if not move_removal:
-            if np.isnan(row_high[move_incoming]):
-                row_low[move_incoming], row_high[move_incoming] = _row_range(selected_rows[move_slot], real, end,
-                                                                             contiguous)
-            nonnegative = nonnegative and row_low[move_incoming] >= 0.0
-            largest_coupling = max(largest_coupling, row_high[move_incoming])
+            nonnegative, largest_coupling = _note_entry(move_incoming, selected_rows[move_slot], real, end, contiguous,
+                                                        row_low, row_high, nonnegative, largest_coupling)
         steps = iteration + 1
         if energy < best_energy - _IMPROVEMENT:
             best_energy = energy
