@@ -338,3 +338,28 @@ def test_batched_redundancy_equals_the_per_sample_builder_for_signed_and_non_neg
         flat = maps[i].reshape(9, -1)
         cosines = (flat @ flat.T) / np.outer(np.linalg.norm(flat, axis=1), np.linalg.norm(flat, axis=1))
         assert bool((cosines < -1e-3).any()) == signed  # signed maps do exercise the |·|
+
+
+def test_batched_builder_equals_the_per_sample_builder_on_ragged_channels_last_batches_with_zero_maps():
+    """Samples of different d (padding must stay zero), a kept map that is all zeros (similar to nothing), a
+    negative value only in a map that is not kept, and channels-last activations (non-contiguous, as convolutions
+    on a CPU often return them): J, h and the kept channels still equal the per-sample float64 builder's."""
+    rng = np.random.default_rng(5)
+    maps = np.maximum(rng.normal(size=(3, 8, 3, 3)), 0.0)
+    alpha = np.abs(rng.normal(size=(3, 8))) + 0.05
+    alpha[0, [1, 4, 6]] = -1.0  # sample 0 keeps 5 maps, the others 8
+    maps[1, 2] = 0.0  # a kept all-zero map
+    maps[2, 3, 0, 0] = -0.5  # sample 2 has a signed map ...
+    alpha[2, 3] = -0.2  # ... that is not kept
+    tensor_maps = torch.tensor(maps).to(memory_format=torch.channels_last)
+    assert not tensor_maps.is_contiguous()
+    batched = build_batched_qubos(torch.tensor(alpha), tensor_maps, 0.7)
+    assert batched.mask.sum(dim=1).tolist() == [5, 8, 7]
+    for i in range(3):
+        single = build_feature_map_qubo(alpha[i], maps[i], 0.7)
+        d = single.num_variables
+        np.testing.assert_array_equal(batched.kept[i, :d].numpy(), single.kept)
+        np.testing.assert_allclose(batched.h[i, :d].numpy(), single.h, atol=1e-15)
+        np.testing.assert_allclose(batched.J[i, :d, :d].numpy(), single.J, atol=1e-12)
+        assert not batched.J[i, d:].any() and not batched.J[i, :, d:].any()
+    assert not batched.J[1, 2].any()  # the zero map is coupled to nothing

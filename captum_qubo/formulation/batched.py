@@ -152,7 +152,10 @@ def build_batched_qubos(
     check_pair_convention(pair_convention)
     alpha = importance.detach().to(dtype)
     maps = feature_maps.detach()  # converted to ``dtype`` once only the kept maps are gathered
-    if not (all_finite(alpha) and all_finite(maps)):
+    # One read of the maps says both whether they are finite (NaN and ±inf reach the extremes) and whether any is
+    # negative (only then can a cosine be negative and need its |·|).
+    lowest, highest = torch.aminmax(maps) if maps.numel() else (maps.new_zeros(()), maps.new_zeros(()))
+    if not (all_finite(alpha) and bool(torch.isfinite(lowest) & torch.isfinite(highest))):
         raise ValueError("importance and feature maps must be finite (found NaN or inf); check the inputs")
 
     positive = alpha > 0
@@ -185,13 +188,16 @@ def build_batched_qubos(
     scale = kept_alpha.amax(dim=1, keepdim=True) if width else torch.ones((len(alpha), 1), dtype=dtype, device=alpha.device)
     h = kept_alpha / torch.where(scale > 0, scale, torch.ones_like(scale))
 
-    flat = maps.flatten(2)
-    kept_maps = flat.gather(1, kept[:, :, None].expand(-1, -1, flat.shape[2])).to(dtype)
-    if not all_finite(kept_maps):
+    # The kept maps as rows of one (B·C, HW) matrix: index_select reads them ~3x faster than a gather along dim 1.
+    batch, channels, positions = maps.shape[0], maps.shape[1], maps.shape[2] * maps.shape[3]
+    rows = (kept + channels * torch.arange(batch, device=kept.device)[:, None]).flatten()
+    kept_maps = maps.reshape(batch * channels, positions).index_select(0, rows).view(batch, width, positions).to(dtype)
+    narrowing = not maps.is_floating_point() or torch.finfo(dtype).max < torch.finfo(maps.dtype).max
+    if narrowing and not all_finite(kept_maps):
         raise ValueError(f"feature maps overflow {dtype}; build the QUBOs in a wider dtype (e.g. torch.float64)")
     norms = kept_maps.norm(dim=2, keepdim=True)
-    unit = torch.where(norms > 0, kept_maps / torch.where(norms > 0, norms, torch.ones_like(norms)), 0.0)
-    unit = unit * mask[:, :, None]
+    # Dividing by +inf zeroes padded rows and all-zero maps (similar to nothing) in the same pass.
+    unit = kept_maps / torch.where((norms > 0) & mask[:, :, None], norms, torch.inf)
     shape = (len(unit), width, width)
     entries = shape[0] * width * width
     if (coupling_buffer is not None and coupling_buffer.dtype == dtype and coupling_buffer.device == unit.device
@@ -199,7 +205,7 @@ def build_batched_qubos(
         J = torch.bmm(unit, unit.transpose(1, 2), out=coupling_buffer.view(-1)[:entries].view(shape))
     else:
         J = torch.bmm(unit, unit.transpose(1, 2))
-    if bool(unit.numel()) and float(unit.min()) < 0:
+    if bool(lowest < 0):
         J.abs_()  # post-ReLU maps are non-negative: their cosines are sums of non-negative products, already >= 0
     J.clamp_(0.0, 1.0)
     J.diagonal(dim1=1, dim2=2).zero_()
@@ -212,5 +218,5 @@ def build_batched_qubos(
 def states_to_channels(qubos: BatchedFeatureMapQubo, states: Tensor) -> list:
     """Per sample, the ascending layer channels that a (B, D) state keeps, as int64 numpy arrays."""
     keep = (states.bool() & qubos.mask).cpu().numpy()
-    kept = qubos.kept.cpu().numpy()
-    return [np.sort(kept[i][keep[i]]).astype(np.int64) for i in range(qubos.num_problems)]
+    kept = qubos.kept.cpu().numpy()  # int64, each sample's real variables in ascending channel order
+    return [kept[i][keep[i]] for i in range(qubos.num_problems)]
