@@ -21,6 +21,8 @@ keep the moves exactly those of a full scan while skipping most of it:
   for k_hot K = 5, ~34 % unconstrained). A problem whose ordered scans visit more than a quarter of its maps
   (judged after its first 32) switches to the vectorised scan in index order, which is faster per map: most
   unconstrained head QUBOs do, and so do flat importances such as the solver table's random family.
+  A vectorised scan finds only its slot's best value; which map enters is looked up once per step, for the
+  winning move alone (ties to the lowest index, as a full scan's).
 
 Rounding is monotone and the margins cover the fields' accumulated rounding, so the bounds hold in floating point.
 
@@ -38,6 +40,8 @@ _IMPROVEMENT = 1e-12  # keep equal to dense_tabu._IMPROVEMENT
 # after this many scans); above it the vectorised scan in index order is faster.
 _ORDERED_SCAN_SHARE = 0.25
 _SCANS_BEFORE_CHOOSING = 32
+# Where a candidate move's entering map is: already found, or still to look up among the non-tabu maps or all maps.
+_FOUND, _NON_TABU_MAP, _ANY_MAP = 0, 1, 2
 
 
 @njit(cache=True)
@@ -115,6 +119,15 @@ def _with_tabu(allowed, tabu, tabu_count, row, best, best_q):
         if value < best or (value == best and q < best_q):
             best, best_q = value, q
     return best, best_q
+
+
+@njit(cache=True)
+def _lowest_tabu_difference(allowed, tabu, tabu_count, row, lowest):
+    """min of ``lowest`` and ``allowed[q] − row[q]`` over the few tabu maps (the value :func:`_with_tabu` finds)."""
+    for position in range(tabu_count):
+        q = tabu[position]
+        lowest = min(lowest, allowed[q] - row[q])
+    return lowest
 
 
 @njit(cache=True, fastmath={"nnan"})
@@ -262,6 +275,10 @@ def _search_one_start(linear, problem_rows, scale, real, contiguous, scan_order,
         # than the lowest allowed field, and no kept row couples more than its largest entry) cannot win, so the
         # moves are those of a full scan in slot order.
         move_delta, move_slot, move_incoming, move_removal = np.inf, slots, 0, False
+        # Where a vectorised scan found a move's value, the map that enters is looked up only once the move has
+        # won the step (one index search per step instead of one per scanned slot): the lowest q whose entry
+        # value in ``move_pool`` equals ``move_value``.
+        move_pool, move_value = _FOUND, 0.0
         filled_count = 0
         for slot in range(slots):
             if filled[slot]:
@@ -275,10 +292,10 @@ def _search_one_start(linear, problem_rows, scale, real, contiguous, scan_order,
             elif move_slot == slots:
                 # Aspiration: a tabu map may enter when that reaches a new best energy.
                 if energy + empty_any < best_energy - _IMPROVEMENT:
-                    swap, incoming = empty_any, _first_equal(allowed, end, empty_any)
+                    move_delta, move_pool = empty_any, _ANY_MAP
                 else:
-                    swap, incoming = empty_min, _first_equal(entering, end, empty_min)
-                move_delta, move_slot, move_incoming = swap, slot, incoming
+                    move_delta, move_pool = empty_min, _NON_TABU_MAP
+                move_slot, move_value = slot, move_delta
         removal_delta, removal_slot = np.inf, 0
         if not constrained:
             for slot in range(slots):
@@ -297,25 +314,34 @@ def _search_one_start(linear, problem_rows, scale, real, contiguous, scan_order,
             ordered_scan = pruning and (scan_counts[0] < _SCANS_BEFORE_CHOOSING
                                         or _ORDERED_SCAN_SHARE * scan_counts[2] >= scan_counts[1])
             row = selected_rows[slot]
+            # Aspiration needs the best of all maps: the non-tabu best and the few tabu maps.
             if ordered_scan:
                 per_slot, incoming, visited = _ordered_best_entry(entering, row, scan_order, scan_linear, slack, cut)
                 scan_counts[0] += 1
                 scan_counts[1] += visited
                 scan_counts[2] += size
+                any_slot, any_incoming = _with_tabu(allowed, tabu, tabu_count, row, per_slot, incoming)
+                pool = any_pool = _FOUND
             else:
                 per_slot = _lowest_difference(entering, row, end)
-                incoming = _first_equal_difference(entering, row, end, per_slot)
-            # Aspiration needs the best of all maps: the non-tabu best and the few tabu maps.
-            any_slot, any_incoming = _with_tabu(allowed, tabu, tabu_count, row, per_slot, incoming)
-            swap = per_slot - field_out
+                any_slot = _lowest_tabu_difference(allowed, tabu, tabu_count, row, per_slot)
+                incoming = any_incoming = 0
+                pool, any_pool = _NON_TABU_MAP, _ANY_MAP
+            swap, value = per_slot - field_out, per_slot
             if energy + any_slot - field_out < best_energy - _IMPROVEMENT:
-                swap, incoming = any_slot - field_out, any_incoming
+                swap, value, incoming, pool = any_slot - field_out, any_slot, any_incoming, any_pool
             if swap < move_delta or (swap == move_delta and slot < move_slot):
-                move_delta, move_slot, move_incoming = swap, slot, incoming
+                move_delta, move_slot, move_incoming, move_pool, move_value = swap, slot, incoming, pool, value
         if removal_delta < move_delta:
             move_delta, move_slot, move_removal = removal_delta, removal_slot, True
         if not np.isfinite(move_delta):
             break
+        if not move_removal and move_pool != _FOUND:
+            candidates = allowed if move_pool == _ANY_MAP else entering
+            if filled[move_slot]:
+                move_incoming = _first_equal_difference(candidates, selected_rows[move_slot], end, move_value)
+            else:
+                move_incoming = _first_equal(candidates, end, move_value)
         if filled[move_slot] and enter_until[selected[move_slot]] <= iteration:
             removed[removed_count] = selected[move_slot]  # becomes tabu (one still tabu is listed already)
             removed_count += 1
