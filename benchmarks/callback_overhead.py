@@ -10,8 +10,9 @@ callback explaining every other epoch), which a shared machine's slow and fast p
 columns estimate the same ratio from the hook's own time, which varies far less than whole epochs do (the rest of an
 explained epoch is Lightning's epoch-end handling of the logged values, under a millisecond): 1 + (median time in
 the explainer's hook) ÷ (median epoch without the callback), and, from the same epochs only, the median over epochs of
-epoch ÷ (epoch − hook) — the callback does nothing outside its hook and leaves training bit-identical, so an epoch
-less its hook is that epoch without the callback, in the same phase of the machine.
+epoch ÷ (epoch − hook) — the callback leaves training bit-identical and works only in its hook (and in Lightning's
+epoch-end handling of what it logged, under a millisecond, so this ratio is very slightly low), so an epoch less its
+hook is about that epoch without the callback, in the same phase of the machine.
 Writes benchmarks/results/callback_overhead.{json,md}.
 """
 from __future__ import annotations
@@ -115,6 +116,8 @@ def main() -> None:
                    "median_plain_epoch_seconds": statistics.median(plain),
                    "ratio": statistics.median(explained) / statistics.median(plain),
                    "explained_epochs": len(explained), "plain_epochs": len(plain)}
+    for name in CONFIGS:  # one hook time per timed epoch, so the same-epoch ratio pairs them
+        assert len(samples[name]) == len(hooks[name]), (name, len(samples[name]), len(hooks[name]))
     baseline = statistics.median(samples["no callback"])
     rows = [{"configuration": name, "median_epoch_seconds": statistics.median(times),
              "ratio_to_no_callback": statistics.median(times) / baseline,

@@ -340,21 +340,24 @@ def test_batched_redundancy_equals_the_per_sample_builder_for_signed_and_non_neg
         assert bool((cosines < -1e-3).any()) == signed  # signed maps do exercise the |·|
 
 
-def test_batched_builder_equals_the_per_sample_builder_on_ragged_channels_last_batches_with_zero_maps():
-    """Samples of different d (padding must stay zero), a kept map that is all zeros (similar to nothing), a
-    negative value only in a map that is not kept, and channels-last activations (non-contiguous, as convolutions
-    on a CPU often return them): J, h and the kept channels still equal the per-sample float64 builder's."""
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_batched_builder_equals_the_per_sample_builder_on_ragged_batches_with_zero_maps(memory_format):
+    """Samples of different d, all below C (padding must stay zero, and each sample's maps must be read from its own
+    rows), a kept map that is all zeros (similar to nothing), a negative value only in a map that is not kept, in
+    contiguous and channels-last activations (as convolutions on a CPU often return them; read another way): J, h
+    and the kept channels still equal the per-sample float64 builder's."""
     rng = np.random.default_rng(5)
     maps = np.maximum(rng.normal(size=(3, 8, 3, 3)), 0.0)
     alpha = np.abs(rng.normal(size=(3, 8))) + 0.05
-    alpha[0, [1, 4, 6]] = -1.0  # sample 0 keeps 5 maps, the others 8
-    maps[1, 2] = 0.0  # a kept all-zero map
+    alpha[0, [1, 4, 6]] = -1.0  # sample 0 keeps 5 maps
+    alpha[1, 7] = -1.0  # sample 1 keeps 7 ...
+    maps[1, 2] = 0.0  # ... one of them all zeros
     maps[2, 3, 0, 0] = -0.5  # sample 2 has a signed map ...
     alpha[2, 3] = -0.2  # ... that is not kept
-    tensor_maps = torch.tensor(maps).to(memory_format=torch.channels_last)
-    assert not tensor_maps.is_contiguous()
+    tensor_maps = torch.tensor(maps).contiguous(memory_format=memory_format)
+    assert tensor_maps.is_contiguous() == (memory_format == torch.contiguous_format)
     batched = build_batched_qubos(torch.tensor(alpha), tensor_maps, 0.7)
-    assert batched.mask.sum(dim=1).tolist() == [5, 8, 7]
+    assert batched.mask.sum(dim=1).tolist() == [5, 7, 7]
     for i in range(3):
         single = build_feature_map_qubo(alpha[i], maps[i], 0.7)
         d = single.num_variables

@@ -188,10 +188,16 @@ def build_batched_qubos(
     scale = kept_alpha.amax(dim=1, keepdim=True) if width else torch.ones((len(alpha), 1), dtype=dtype, device=alpha.device)
     h = kept_alpha / torch.where(scale > 0, scale, torch.ones_like(scale))
 
-    # The kept maps as rows of one (B·C, HW) matrix: index_select reads them ~3x faster than a gather along dim 1.
-    batch, channels, positions = maps.shape[0], maps.shape[1], maps.shape[2] * maps.shape[3]
-    rows = (kept + channels * torch.arange(batch, device=kept.device)[:, None]).flatten()
-    kept_maps = maps.reshape(batch * channels, positions).index_select(0, rows).view(batch, width, positions).to(dtype)
+    # Reading the kept maps: as rows of one (B·C, HW) matrix where the maps are contiguous (index_select, ~3x faster
+    # than a gather along dim 1 with an expanded index), else (e.g. channels-last) by advanced indexing (~1.4x).
+    flat = maps.flatten(2)
+    if flat.is_contiguous():
+        rows = (kept + flat.shape[1] * torch.arange(len(flat), device=kept.device)[:, None]).flatten()
+        kept_maps = flat.view(flat.shape[0] * flat.shape[1], flat.shape[2]).index_select(0, rows).view(
+            len(flat), width, flat.shape[2])
+    else:
+        kept_maps = flat[torch.arange(len(flat), device=kept.device)[:, None], kept]
+    kept_maps = kept_maps.to(dtype)
     narrowing = not maps.is_floating_point() or torch.finfo(dtype).max < torch.finfo(maps.dtype).max
     if narrowing and not all_finite(kept_maps):
         raise ValueError(f"feature maps overflow {dtype}; build the QUBOs in a wider dtype (e.g. torch.float64)")
