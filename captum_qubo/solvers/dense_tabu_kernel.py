@@ -149,15 +149,6 @@ def _lowest_difference(values, row, end):
 
 
 @njit(cache=True)
-def _first_equal(values, end, target):
-    """The first q < end with ``values[q] == target`` (0 if none)."""
-    for q in range(end):
-        if values[q] == target:
-            return q
-    return 0
-
-
-@njit(cache=True)
 def _first_equal_difference(values, row, end, target):
     """The first q < end with ``values[q] − row[q] == target`` (0 if none)."""
     for q in range(end):
@@ -337,11 +328,9 @@ def _search_one_start(linear, problem_rows, scale, real, contiguous, scan_order,
         if not np.isfinite(move_delta):
             break
         if not move_removal and move_pool != _FOUND:
+            # An empty slot's row is all zeros (x − 0.0 == x), so one look-up serves additions and swaps.
             candidates = allowed if move_pool == _ANY_MAP else entering
-            if filled[move_slot]:
-                move_incoming = _first_equal_difference(candidates, selected_rows[move_slot], end, move_value)
-            else:
-                move_incoming = _first_equal(candidates, end, move_value)
+            move_incoming = _first_equal_difference(candidates, selected_rows[move_slot], end, move_value)
         if filled[move_slot] and enter_until[selected[move_slot]] <= iteration:
             removed[removed_count] = selected[move_slot]  # becomes tabu (one still tabu is listed already)
             removed_count += 1
